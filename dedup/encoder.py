@@ -1,0 +1,165 @@
+"""Encode stage: the field-wise Siamese encoder and the vectorised tokeniser that feeds it.
+
+Any string becomes a bag of hashed tokens (character n-grams with boundary markers, plus
+positional characters for dates and codes, plus the whole value for categories), so unseen
+values, typos and any script are handled without a vocabulary. One ``KindEncoder`` per field
+kind (an EmbeddingBag followed by a residual MLP) is shared by both sides of every pair and by
+all fields of that kind; each field adds a learned per-dimension scale. Embeddings are L2
+normalised, so the per-field similarity of two values is the cosine of their embeddings.
+
+Tokenising works on fixed-width arrays of Unicode code points with numpy, so it runs on whole
+columns at once; ``encode_field`` embeds each distinct value once and gathers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from dedup.config import FieldKind
+
+BOS, EOS = 2, 3  # code points used as boundary markers (never in normalised text)
+_P = np.uint64(0x100000001B3)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """Which token families a kind uses."""
+
+    ngrams: tuple[int, ...]
+    positional: bool = False
+    whole: bool = False
+
+
+TOKEN_SPECS: dict[FieldKind, TokenSpec] = {
+    FieldKind.name: TokenSpec(ngrams=(1, 2, 3)),
+    FieldKind.text: TokenSpec(ngrams=(2, 3, 4)),
+    FieldKind.date: TokenSpec(ngrams=(2, 3), positional=True),
+    FieldKind.code: TokenSpec(ngrams=(2, 3), positional=True),
+    FieldKind.category: TokenSpec(ngrams=(2, 3), whole=True),
+}
+
+
+def to_codepoints(values: pl.Series | Sequence[str | None], max_chars: int) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as a ``(n, max_chars)`` uint32 code-point array (truncated, zero padded) and lengths.
+
+    Nulls become length 0.
+    """
+    if isinstance(values, pl.Series):
+        arr = values.fill_null("").to_numpy()
+    else:
+        arr = np.array(["" if v is None else v for v in values], dtype=object)
+    fixed = np.asarray(arr, dtype=f"<U{max_chars}")
+    codes = fixed.view(np.uint32).reshape(len(fixed), max_chars).copy()
+    lengths = (codes != 0).sum(axis=1).astype(np.int64)
+    return codes, lengths
+
+
+def _finalise(h: np.ndarray, salt: int, buckets: int) -> np.ndarray:
+    h = h ^ np.uint64(salt * 0x2545F4914F6CDD1D & 0xFFFFFFFFFFFFFFFF)
+    h = h * _MIX
+    h = h ^ (h >> np.uint64(31))
+    return (h % np.uint64(buckets - 1)).astype(np.int64) + 1
+
+
+def tokenise(codes: np.ndarray, lengths: np.ndarray, kind: FieldKind, buckets: int) -> np.ndarray:
+    """Hashed token ids, ``(n, tokens)`` int64, with 0 as padding (ignored by the bag)."""
+    spec = TOKEN_SPECS[kind]
+    n, width = codes.shape
+    padded = np.zeros((n, width + 2), dtype=np.uint64)
+    padded[:, 1 : width + 1] = codes
+    padded[:, 0] = BOS
+    padded[np.arange(n), lengths + 1] = EOS
+    present = lengths > 0
+    columns: list[np.ndarray] = []
+    for size in spec.ngrams:
+        windows = width + 3 - size
+        h = np.zeros((n, windows), dtype=np.uint64)
+        for k in range(size):
+            h = h * _P + padded[:, k : k + windows]
+        start = np.arange(windows)[None, :]
+        if size == 1:  # single characters only, no bare boundary markers
+            valid = (start >= 1) & (start <= lengths[:, None])
+        else:
+            valid = start <= (lengths[:, None] + 2 - size)
+        ids = _finalise(h, 100 + size, buckets)
+        columns.append(np.where(valid & present[:, None], ids, 0))
+    if spec.positional:
+        pos = np.arange(width, dtype=np.uint64)[None, :]
+        ids = _finalise(codes.astype(np.uint64) * _P + pos, 7, buckets)
+        columns.append(np.where(codes != 0, ids, 0))
+    if spec.whole:
+        h = np.zeros(n, dtype=np.uint64)
+        for k in range(width):
+            h = h * _P + codes[:, k].astype(np.uint64)
+        columns.append(np.where(present, _finalise(h, 11, buckets), 0)[:, None])
+    return np.concatenate(columns, axis=1)
+
+
+class KindEncoder(nn.Module):
+    """Bag of hashed tokens -> residual MLP: the shared tower for one field kind."""
+
+    def __init__(self, buckets: int, dim: int) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(buckets, dim, mode="mean", padding_idx=0)
+        nn.init.normal_(self.bag.weight, std=1.0)
+        with torch.no_grad():
+            self.bag.weight[0].zero_()
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        bag = self.bag(tokens)
+        return bag + self.mlp(bag)
+
+
+class SiameseEncoder(nn.Module):
+    """Field embeddings: one shared tower per kind plus a learned per-field scale."""
+
+    def __init__(self, fields: dict[str, FieldKind], buckets: int, dim: int, max_chars: int) -> None:
+        super().__init__()
+        self.fields = dict(fields)
+        self.buckets, self.dim, self.max_chars = buckets, dim, max_chars
+        kinds = sorted({k.value for k in fields.values()})
+        self.towers = nn.ModuleDict({k: KindEncoder(buckets, dim) for k in kinds})
+        self.field_scale = nn.ParameterDict({f: nn.Parameter(torch.ones(dim)) for f in fields})
+
+    def tokens(self, values: pl.Series | Sequence[str | None], field: str) -> torch.Tensor:
+        codes, lengths = to_codepoints(values, self.max_chars)
+        return torch.from_numpy(tokenise(codes, lengths, self.fields[field], self.buckets))
+
+    def forward(self, tokens: torch.Tensor, field: str) -> torch.Tensor:
+        kind = self.fields[field].value
+        raw = self.towers[kind](tokens) * self.field_scale[field]
+        return nn.functional.normalize(raw, dim=1, eps=1e-8)
+
+
+def encode_field(
+    encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768
+) -> np.ndarray:
+    """Unit-norm embeddings ``(n, dim)`` float32 for one column; null values get zero vectors.
+
+    Each distinct value is run through the network once; rows gather their value's vector.
+    """
+    values = values.cast(pl.String)
+    uniques = values.drop_nulls().unique().sort()
+    out = np.zeros((values.len(), encoder.dim), dtype=np.float32)
+    if uniques.len() == 0:
+        return out
+    table = np.empty((uniques.len(), encoder.dim), dtype=np.float32)
+    encoder.eval()
+    with torch.inference_mode():
+        for start in range(0, uniques.len(), chunk):
+            part = uniques.slice(start, chunk)
+            table[start : start + part.len()] = encoder(encoder.tokens(part, field), field).numpy()
+    codes = values.rank("dense").to_numpy()  # 1-based position in the sorted uniques; NaN for null
+    present = ~np.isnan(codes) if codes.dtype.kind == "f" else np.ones(len(codes), bool)
+    out[present] = table[codes[present].astype(np.int64) - 1]
+    return out

@@ -1,0 +1,150 @@
+"""Read stage and output writing: Parquet in, validated; Parquet/JSON out, atomically.
+
+Reading checks the table against the config up front, so a bad input fails in one line naming
+the file and column instead of deep inside blocking or training. Writing always goes to a
+temporary name in the target directory and is renamed into place, so a crash never leaves a
+half-written file where a notebook or the next run would pick it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from dedup.config import DedupConfig
+from dedup.errors import InputError, OutputError
+
+_TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
+
+
+def read_records(path: str | Path, config: DedupConfig) -> pl.DataFrame:
+    """Read a Parquet file and check it can be deduplicated with ``config``.
+
+    Returns the full table (every column, input row order) with the field columns cast to
+    strings. Raises ``InputError`` naming the file, column or rows when the contract is broken.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input path is a directory, expected a Parquet file: {path}")
+    try:
+        table = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for bad files
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    return validate_records(table, config, origin=str(path))
+
+
+def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<table>") -> pl.DataFrame:
+    """Check an in-memory table against the config; see ``read_records``."""
+    if table.height == 0:
+        raise InputError(f"{origin}: the table has no rows")
+    needed = [config.id_column, *config.fields, *sorted(config.blocking_columns())]
+    if config.label_column:
+        needed.append(config.label_column)
+    missing = [c for c in dict.fromkeys(needed) if c not in table.columns]
+    if missing:
+        raise InputError(
+            f"{origin}: column(s) {', '.join(map(repr, missing))} named in the config are missing "
+            f"(the file has: {', '.join(table.columns)})"
+        )
+    ids = table[config.id_column]
+    if ids.null_count():
+        first = table.with_row_index("_row").filter(pl.col(config.id_column).is_null())["_row"].head(5)
+        raise InputError(
+            f"{origin}: id column {config.id_column!r} has {ids.null_count()} null value(s), "
+            f"first at row(s) {', '.join(map(str, first.to_list()))}"
+        )
+    dupes = ids.filter(ids.is_duplicated()).unique(maintain_order=True)
+    if dupes.len():
+        shown = ", ".join(repr(v) for v in dupes.head(5).to_list())
+        raise InputError(
+            f"{origin}: id column {config.id_column!r} has {dupes.len()} duplicated value(s), e.g. {shown}"
+        )
+    casts = []
+    for column in dict.fromkeys([*config.fields, *config.blocking_columns()]):
+        dtype = table.schema[column]
+        if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Binary | pl.Object):
+            raise InputError(f"{origin}: column {column!r} has type {dtype}, expected text or numbers")
+        if not isinstance(dtype, _TEXT_LIKE):
+            casts.append(pl.col(column).cast(pl.String))
+    table = table.with_columns(casts) if casts else table
+    for column in config.fields:
+        if table[column].null_count() == table.height:
+            raise InputError(f"{origin}: field {column!r} is null in every row")
+    return table
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)`` to a temporary sibling of ``target``, then rename into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(frame: pl.DataFrame | pa.Table, target: str | Path) -> Path:
+    """Write a table to Parquet atomically."""
+    target = Path(target)
+    if isinstance(frame, pa.Table):
+        frame = pl.from_arrow(frame)  # type: ignore[assignment]
+    _atomic_write(target, lambda tmp: frame.write_parquet(tmp))  # type: ignore[union-attr]
+    return target
+
+
+def write_json(data: Any, target: str | Path) -> Path:
+    """Write JSON atomically (indented, keys in insertion order)."""
+    target = Path(target)
+    _atomic_write(target, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    return target
+
+
+def replace_directory(build: Callable[[Path], None], target: str | Path) -> Path:
+    """Build a directory under a temporary name with ``build(tmp_dir)``, then swap it into place.
+
+    The previous directory (if any) is removed only after the new one is complete.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create the output directory, or fail clearly when it is a file or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"output path exists and is not a directory: {path}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"output directory is not writable: {path}")
+    return path

@@ -1,0 +1,183 @@
+"""The trained model as one estimator: field encoder + combiner, fit on records, saved as a directory.
+
+scikit-learn style: settings come in through ``__init__`` (the job config), ``fit`` does the work,
+learned state lives in ``encoder_`` and ``combiner_``, and ``save``/``load`` round-trip exactly.
+Weights are stored as a plain tensor state dict and loaded with ``weights_only=True``, so opening
+a model file never executes pickled code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from dedup import __version__
+from dedup.blocking import CandidatePairs
+from dedup.combiner import Combiner
+from dedup.config import DedupConfig, config_to_yaml, parse_config
+from dedup.corrupt import corrupt
+from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
+from dedup.errors import ModelError
+from dedup.io import replace_directory
+from dedup.scoring import FieldEmbeddings, embed_records, pair_similarities
+from dedup.training import field_examples, train_encoder
+
+FORMAT_VERSION = 1
+CONFIDENT = 0.99  # self-training keeps pairs scored below 1-CONFIDENT as hard negatives
+SYNTHETIC_PAIRS = 5000
+
+
+class DedupModel:
+    """Field-wise Siamese encoder plus match-probability combiner for one config."""
+
+    def __init__(self, config: DedupConfig) -> None:
+        self.config = config
+
+    # ---- training -------------------------------------------------------------------------
+    def fit(
+        self, normalised: pl.DataFrame, pairs: CandidatePairs, labels: np.ndarray | None = None
+    ) -> DedupModel:
+        """Train on normalised records and their candidate pairs.
+
+        ``labels`` (optional, one entity label per record, None for records held out) switches
+        to supervised training: positives and negatives come from labelled candidate pairs.
+        """
+        cfg, settings = self.config, self.config.training
+        rng = np.random.default_rng(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        encoder = SiameseEncoder(dict(cfg.fields), settings.buckets, settings.dim, settings.max_chars)
+        combiner = Combiner(cfg.field_names, em_iterations=settings.em_iterations)
+        steps = settings.epochs * settings.steps_per_epoch
+        self.training_loss_: list[float] = []
+
+        if labels is not None:
+            left, right, same = _labelled_pairs(pairs, labels)
+            examples = self._examples(encoder, normalised, rng, (left[same], right[same]), (left[~same], right[~same]))
+            self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
+            sims = pair_similarities(embed_records(encoder, normalised), left, right)
+            combiner.fit_labelled(sims, same)
+        else:
+            warmup = max(1, steps // 2)
+            examples = self._examples(encoder, normalised, rng)
+            self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
+            combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
+            # self-training: confidently non-matching candidates become hard negatives
+            embeddings = embed_records(encoder, normalised)
+            proba = combiner.predict_proba(pair_similarities(embeddings, pairs.left, pairs.right))
+            hard = proba < 1 - CONFIDENT
+            examples = self._examples(encoder, normalised, rng, None, (pairs.left[hard], pairs.right[hard]))
+            self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
+            combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
+        self.encoder_, self.combiner_ = encoder, combiner
+        return self
+
+    def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
+        return {
+            f: field_examples(encoder, normalised[f], f, self.config.training.max_values, rng, positives, negatives)
+            for f in self.config.fields
+        }
+
+    def _fit_em(self, combiner, encoder, normalised, pairs, rng) -> Combiner:
+        embeddings = embed_records(encoder, normalised)
+        sims = pair_similarities(embeddings, pairs.left, pairs.right)
+        m_sims = synthetic_duplicate_similarities(encoder, normalised, rng, SYNTHETIC_PAIRS)
+        n = normalised.height
+        count = self.config.training.random_pairs
+        a, b = rng.integers(0, n, size=count), rng.integers(0, n, size=count)
+        keep = a != b
+        u_sims = pair_similarities(embeddings, a[keep], b[keep])
+        prior = min(0.5, max(1e-4, n / max(len(pairs), 1) * 0.5))
+        return combiner.fit_em(sims, m_sims, u_sims, prior=prior)
+
+    # ---- inference ------------------------------------------------------------------------
+    def embed(self, normalised: pl.DataFrame) -> FieldEmbeddings:
+        return embed_records(self.encoder_, normalised)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory atomically: weights, combiner tables, config, metadata."""
+
+        def build(tmp: Path) -> None:
+            weights = tmp / "encoder.pt"
+            torch.save(self.encoder_.state_dict(), weights)
+            (tmp / "combiner.json").write_text(json.dumps(self.combiner_.to_dict()))
+            (tmp / "config.yaml").write_text(config_to_yaml(self.config))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "dedup_version": __version__,
+                "fields": {f: k.value for f, k in self.config.fields.items()},
+                "encoder_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+
+        return replace_directory(build, path)
+
+    @classmethod
+    def load(cls, path: str | Path, expect: DedupConfig | None = None) -> DedupModel:
+        """Load a saved model; with ``expect``, fail unless it was trained for the same fields."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            config = parse_config((path / "config.yaml").read_text(), origin=str(path / "config.yaml"))
+            combiner = Combiner.from_dict(json.loads((path / "combiner.json").read_text()))
+            raw = (path / "encoder.pt").read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelError(f"{path}: not a dedup model directory (missing {Path(exc.filename).name})") from None
+        except (ValueError, KeyError) as exc:
+            raise ModelError(f"{path}: damaged model file ({exc})") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{path}: model format {meta.get('format_version')} is not supported "
+                             f"(this dedup reads format {FORMAT_VERSION}); retrain the model")
+        if hashlib.sha256(raw).hexdigest() != meta.get("encoder_sha256"):
+            raise ModelError(f"{path}: encoder.pt does not match its checksum (truncated or modified)")
+        if expect is not None:
+            want = {f: k.value for f, k in expect.fields.items()}
+            if meta["fields"] != want:
+                raise ModelError(f"{path}: model was trained for fields {meta['fields']}, the config has {want}")
+        s = config.training
+        encoder = SiameseEncoder(dict(config.fields), s.buckets, s.dim, s.max_chars)
+        try:
+            state = torch.load(path / "encoder.pt", weights_only=True)
+            encoder.load_state_dict(state)
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot load encoder weights ({exc})") from None
+        encoder.eval()
+        model = cls(expect or config)
+        model.encoder_, model.combiner_ = encoder, combiner
+        return model
+
+
+def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs whose both records carry a label, and whether the labels agree."""
+    known = pl.Series(labels, dtype=pl.String).is_not_null().to_numpy()
+    both = known[pairs.left] & known[pairs.right]
+    left, right = pairs.left[both], pairs.right[both]
+    same = labels[left] == labels[right]
+    return left, right, np.asarray(same, dtype=bool)
+
+
+def synthetic_duplicate_similarities(
+    encoder: SiameseEncoder, normalised: pl.DataFrame, rng: np.random.Generator, count: int,
+    corrupt_share: float = 0.35, missing_share: float = 0.1,
+) -> np.ndarray:
+    """Field similarities between sampled records and corrupted copies of them (synthetic matches)."""
+    rows = rng.integers(0, normalised.height, size=count)
+    out = np.empty((count, len(encoder.fields)), dtype=np.float32)
+    with torch.inference_mode():
+        for j, (field, kind) in enumerate(encoder.fields.items()):
+            codes, lengths = to_codepoints(normalised[field].gather(rows), encoder.max_chars)
+            c2, l2 = corrupt(codes, lengths, kind, rng)
+            edit = rng.random(count) < corrupt_share
+            c2 = np.where(edit[:, None], c2, codes)
+            l2 = np.where(edit, l2, lengths)
+            a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets)), field)
+            b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets)), field)
+            sims = (a * b).sum(dim=1).numpy()
+            sims[(lengths == 0) | (l2 == 0) | (rng.random(count) < missing_share)] = np.nan
+            out[:, j] = sims
+    return out

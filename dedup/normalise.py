@@ -1,0 +1,49 @@
+"""Value normalisation shared by blocking and encoding.
+
+Blocking keys and encoder inputs must agree on what "the same value" means, so both read the
+normalised table this module builds: lower case, accents folded, punctuation handled per field
+kind, whitespace collapsed, and empty strings turned into nulls. All polars expressions, no
+Python loop over records.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from dedup.config import DedupConfig, FieldKind
+
+
+def _base(expr: pl.Expr) -> pl.Expr:
+    return (
+        expr.cast(pl.String)
+        .str.normalize("NFKD")
+        .str.replace_all(r"\p{M}", "")
+        .str.to_lowercase()
+    )
+
+
+def _tidy(expr: pl.Expr) -> pl.Expr:
+    """Collapse whitespace, trim, and turn empty strings into nulls."""
+    tidy = expr.str.replace_all(r"\s+", " ").str.strip_chars()
+    return pl.when(tidy.str.len_chars() > 0).then(tidy).otherwise(None)
+
+
+def normalise_expr(column: str, kind: FieldKind) -> pl.Expr:
+    """The polars expression that normalises ``column`` as a field of ``kind``."""
+    expr = _base(pl.col(column))
+    if kind is FieldKind.name:
+        expr = expr.str.replace_all(r"[-_./,]", " ").str.replace_all(r"[^\p{L}\p{N} ]", "")
+    elif kind is FieldKind.text:
+        expr = expr.str.replace_all(r"[^\p{L}\p{N}@.]+", " ")
+    elif kind is FieldKind.date:
+        expr = expr.str.replace_all(r"\D", "")
+    elif kind is FieldKind.code:
+        expr = expr.str.replace_all(r"[^\p{L}\p{N}]", "")
+    elif kind is FieldKind.category:
+        expr = expr.str.replace_all(r"[^\p{L}\p{N}]+", " ")
+    return _tidy(expr).alias(column)
+
+
+def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
+    """One normalised string column per configured field, in input row order."""
+    return records.select(normalise_expr(f, kind) for f, kind in config.fields.items())

@@ -1,0 +1,124 @@
+"""Training stage: contrastive training of the field encoders, and the pairs the combiner learns from.
+
+The encoder learns with the contrastive loss ``y*d^2 + (1-y)*max(margin-d, 0)^2`` on the distance
+between two L2-normalised field embeddings. Positives are a value and a synthetic corruption of it
+(``corrupt``) or, when labels exist, two values of the same entity; negatives are other records'
+values, and hard negatives are the differing values of candidate pairs that are known (labels) or
+confidently scored (self-training) to be non-matches. Training cost is bounded by
+``steps * batch``, not by the number of records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from dedup.config import TrainingConfig
+from dedup.corrupt import corrupt
+from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
+
+
+@dataclass
+class FieldExamples:
+    """Distinct values of one field, ready for batching, plus labelled value-index pairs."""
+
+    codes: np.ndarray  # (U, max_chars) uint32 code points
+    lengths: np.ndarray  # (U,)
+    tokens: np.ndarray  # (U, T) hashed token ids
+    positives: np.ndarray  # (k, 2) indices into the values: same entity, different value
+    negatives: np.ndarray  # (k, 2) indices: hard negatives
+
+
+def field_examples(
+    encoder: SiameseEncoder,
+    values: pl.Series,
+    field: str,
+    max_values: int,
+    rng: np.random.Generator,
+    positive_rows: tuple[np.ndarray, np.ndarray] | None = None,
+    negative_rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> FieldExamples:
+    """Sample up to ``max_values`` records' values and map record-row pairs to value pairs."""
+    n = values.len()
+    rows = [rng.choice(n, size=min(n, max_values), replace=False)]
+    pair_sets = []
+    for pair_rows in (positive_rows, negative_rows):
+        if pair_rows is None or len(pair_rows[0]) == 0:
+            pair_sets.append(None)
+            continue
+        take = rng.choice(len(pair_rows[0]), size=min(len(pair_rows[0]), max_values), replace=False)
+        left, right = pair_rows[0][take], pair_rows[1][take]
+        pair_sets.append((left, right))
+        rows += [left, right]
+    sample = values.gather(np.concatenate(rows))
+    uniques = sample.drop_nulls().unique().sort()
+    codes, lengths = to_codepoints(uniques, encoder.max_chars)
+    tokens = tokenise(codes, lengths, encoder.fields[field], encoder.buckets)
+
+    lookup = pl.DataFrame({"value": uniques, "index": np.arange(uniques.len())})
+
+    def value_pairs(pair: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        if pair is None:
+            return np.empty((0, 2), np.int64)
+        frame = pl.DataFrame({"l": values.gather(pair[0]), "r": values.gather(pair[1])})
+        frame = frame.drop_nulls().filter(pl.col("l") != pl.col("r"))
+        frame = frame.join(lookup, left_on="l", right_on="value").join(
+            lookup, left_on="r", right_on="value", suffix="_r"
+        )
+        return np.stack([frame["index"].to_numpy(), frame["index_r"].to_numpy()], axis=1).astype(np.int64)
+
+    return FieldExamples(codes, lengths, tokens, value_pairs(pair_sets[0]), value_pairs(pair_sets[1]))
+
+
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hadsell-Chopra-LeCun contrastive loss on the euclidean distance of two embeddings."""
+    d = (a - b).pow(2).sum(dim=1).clamp_min(1e-12).sqrt()
+    return (y * d.pow(2) + (1 - y) * torch.clamp(margin - d, min=0).pow(2)).mean()
+
+
+def train_encoder(
+    encoder: SiameseEncoder,
+    examples: dict[str, FieldExamples],
+    settings: TrainingConfig,
+    rng: np.random.Generator,
+    steps: int,
+) -> list[float]:
+    """Train ``encoder`` in place for ``steps`` steps over all fields; returns the loss per step."""
+    optimiser = torch.optim.Adam(encoder.parameters(), lr=settings.learning_rate)
+    batch = settings.batch_size
+    history: list[float] = []
+    encoder.train()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        total = torch.zeros(())
+        for field, ex in examples.items():
+            count = len(ex.lengths)
+            if count < 2:
+                continue
+            kind = encoder.fields[field]
+            anchor = rng.integers(0, count, size=batch)
+            other = rng.integers(0, count, size=batch)
+            distinct = other != anchor  # a value is not its own negative
+            c2, l2 = corrupt(ex.codes[anchor], ex.lengths[anchor], kind, rng)
+            left = [ex.tokens[anchor], ex.tokens[anchor[distinct]]]
+            right = [tokenise(c2, l2, kind, encoder.buckets), ex.tokens[other[distinct]]]
+            labels = [np.ones(batch), np.zeros(int(distinct.sum()))]
+            for pairs, target in ((ex.positives, 1.0), (ex.negatives, 0.0)):
+                if len(pairs):
+                    pick = pairs[rng.integers(0, len(pairs), size=batch // 2)]
+                    left.append(ex.tokens[pick[:, 0]])
+                    right.append(ex.tokens[pick[:, 1]])
+                    labels.append(np.full(len(pick), target))
+            ta = torch.from_numpy(np.concatenate(left))
+            tb = torch.from_numpy(np.concatenate(right))
+            y = torch.from_numpy(np.concatenate(labels)).float()
+            embeddings = encoder(torch.cat([ta, tb]), field)
+            total = total + contrastive_loss(embeddings[: len(ta)], embeddings[len(ta) :], y, settings.margin)
+        total.backward()
+        optimiser.step()
+        history.append(float(total.detach()))
+    encoder.eval()
+    return history
