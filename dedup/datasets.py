@@ -23,3 +23,18 @@ def load_febrl(number: int) -> pl.DataFrame:
     frame = getattr(datasets, f"load_febrl{number}")().reset_index()
     table = pl.from_pandas(frame).with_columns(pl.col(c).cast(pl.String) for c in FEBRL_FIELDS)
     return table.with_columns(pl.col("rec_id").str.split("-").list.get(1).alias("cluster"))
+
+
+def main() -> None:
+    """Write ``data/febrl3.parquet`` (the bundled sample): ``python -m dedup.datasets data``."""
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "data") / "febrl3.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    load_febrl(3).write_parquet(target)
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,16 +32,16 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 class TokenSpec:
     """Which token families a kind uses."""
 
-    ngrams: tuple[int, ...]
-    positional: bool = False
+    ngrams: tuple[int, ...] = ()
+    positional: tuple[int, ...] = ()  # sizes of position-tagged n-grams
     whole: bool = False
 
 
 TOKEN_SPECS: dict[FieldKind, TokenSpec] = {
     FieldKind.name: TokenSpec(ngrams=(1, 2, 3)),
     FieldKind.text: TokenSpec(ngrams=(2, 3, 4)),
-    FieldKind.date: TokenSpec(ngrams=(2, 3), positional=True),
-    FieldKind.code: TokenSpec(ngrams=(2, 3), positional=True),
+    FieldKind.date: TokenSpec(positional=(1, 2)),
+    FieldKind.code: TokenSpec(ngrams=(2,), positional=(1, 2)),
     FieldKind.category: TokenSpec(ngrams=(2, 3), whole=True),
 }
 
@@ -90,10 +90,13 @@ def tokenise(codes: np.ndarray, lengths: np.ndarray, kind: FieldKind, buckets: i
             valid = start <= (lengths[:, None] + 2 - size)
         ids = _finalise(h, 100 + size, buckets)
         columns.append(np.where(valid & present[:, None], ids, 0))
-    if spec.positional:
-        pos = np.arange(width, dtype=np.uint64)[None, :]
-        ids = _finalise(codes.astype(np.uint64) * _P + pos, 7, buckets)
-        columns.append(np.where(codes != 0, ids, 0))
+    for size in spec.positional:
+        windows = width + 1 - size
+        h = np.arange(windows, dtype=np.uint64)[None, :].repeat(n, axis=0)
+        for k in range(size):
+            h = h * _P + codes[:, k : k + windows].astype(np.uint64)
+        valid = np.arange(windows)[None, :] <= (lengths[:, None] - size)
+        columns.append(np.where(valid, _finalise(h, 200 + size, buckets), 0))
     if spec.whole:
         h = np.zeros(n, dtype=np.uint64)
         for k in range(width):
