@@ -58,7 +58,7 @@ def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpressi
 
 
 def _pass_keys(p: BlockingPass) -> tuple[KeyExpression, ...]:
-    return p.keys if isinstance(p, ExactPass) else (p.key, *p.block_on)
+    return p.on if isinstance(p, ExactPass) else (p.key, *p.block_on)
 
 
 def run_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -> tuple[np.ndarray, np.ndarray]:

@@ -81,11 +81,11 @@ class ExactPass(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    keys: tuple[KeyExpression, ...]
+    on: tuple[KeyExpression, ...]
 
     @property
     def name(self) -> str:
-        return "block(" + ", ".join(k.text for k in self.keys) + ")"
+        return "block(" + ", ".join(k.text for k in self.on) + ")"
 
 
 class SortedNeighbourhoodPass(BaseModel):
@@ -164,7 +164,7 @@ class DedupConfig(BaseModel):
     def blocking_columns(self) -> set[str]:
         columns: set[str] = set()
         for p in self.blocking:
-            keys = p.keys if isinstance(p, ExactPass) else (p.key, *p.block_on)
+            keys = p.on if isinstance(p, ExactPass) else (p.key, *p.block_on)
             columns.update(k.column for k in keys)
         return columns
 
@@ -177,7 +177,7 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
     if isinstance(item, list | tuple):
         if not item:
             raise ValueError(f"blocking pass {index} is an empty list")
-        return ExactPass(keys=tuple(KeyExpression.parse(str(k)) for k in item))
+        return ExactPass(on=tuple(KeyExpression.parse(str(k)) for k in item))
     if isinstance(item, dict) and "sorted_neighbourhood" in item:
         unknown = set(item) - {"sorted_neighbourhood", "window", "block_on"}
         if unknown:
@@ -260,7 +260,7 @@ def config_to_yaml(config: DedupConfig) -> str:
     passes: list[Any] = []
     for p in config.blocking:
         if isinstance(p, ExactPass):
-            passes.append([k.text for k in p.keys])
+            passes.append([k.text for k in p.on])
         else:
             item: dict[str, Any] = {"sorted_neighbourhood": p.key.text, "window": p.window}
             if p.block_on:

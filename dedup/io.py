@@ -25,6 +25,12 @@ from dedup.errors import InputError, OutputError
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def read_records(path: str | Path, config: DedupConfig) -> pl.DataFrame:
     """Read a Parquet file and check it can be deduplicated with ``config``.
 
@@ -91,6 +97,7 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are for people to read
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -123,6 +130,7 @@ def replace_directory(build: Callable[[Path], None], target: str | Path) -> Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old.{os.getpid()}")
