@@ -73,9 +73,9 @@ def run_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -
     names = list(columns)
     indexer = recordlinkage.Index()
     if isinstance(p, ExactPass):
-        indexer.add(Block(on=names))
+        indexer.add(Block(left_on=names))
     else:
-        indexer.add(SortedNeighbourhood(on=names[0], window=p.window, block_on=names[1:]))
+        indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window, block_left_on=names[1:]))
     pairs = indexer.index(pdf)
     return (
         np.asarray(pairs.get_level_values(0), dtype=np.int64),

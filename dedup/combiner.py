@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 # Lower bounds of the similarity levels, from "exact" down; below the last is "different".
-DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.35)
+DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.9, 0.8, 0.7, 0.55, 0.4, 0.2)
 NULL_LEVEL = 0
 
 

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from dedup.config import ExactPass, FieldKind, KeyExpression, SortedNeighbourhoodPass, config_to_yaml, parse_config
+from dedup.errors import ConfigError
+
+GOOD = """
+id_column: unique_id
+fields:
+  first_name: name
+  surname: name
+  dob: date
+  city: text
+blocking:
+  - [first_name, surname]
+  - [dob]
+  - ["surname[:3]", "dob[:4]"]
+  - ["soundex(surname)", city]
+  - {sorted_neighbourhood: surname, window: 7}
+label_column: cluster
+threshold: 0.7
+"""
+
+
+def test_parses_the_documented_example() -> None:
+    config = parse_config(GOOD)
+    assert config.fields["dob"] is FieldKind.date
+    assert config.label_column == "cluster" and config.threshold == 0.7
+    exact, dob, prefix, phonetic, snh = config.blocking
+    assert isinstance(exact, ExactPass) and [k.column for k in exact.on] == ["first_name", "surname"]
+    assert prefix.on[0] == KeyExpression(column="surname", stop=3, text="surname[:3]")
+    assert phonetic.on[0].function == "soundex" and phonetic.on[0].column == "surname"
+    assert isinstance(snh, SortedNeighbourhoodPass) and snh.window == 7
+    assert config.blocking_columns() == {"first_name", "surname", "dob", "city"}
+
+
+def test_yaml_round_trip_is_exact() -> None:
+    config = parse_config(GOOD)
+    assert parse_config(config_to_yaml(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("threshold: 0.7", "threshold: 0.7\ncolour: red"), "colour (line 16): unknown key"),
+        (("city: text", "city: texty"), "fields.city (line 7): unknown kind 'texty'"),
+        (('"soundex(surname)"', '"soundx(surname)"'), "unknown function 'soundx'"),
+        (("threshold: 0.7", "threshold: 1.5"), "threshold (line 15)"),
+        (("window: 7", "window: 4"), "window must be an odd integer"),
+    ],
+)
+def test_errors_name_the_key_and_line(change: tuple[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(GOOD.replace(*change), origin="job.yaml")
+    assert str(info.value).startswith("job.yaml: ")
+    assert expected in str(info.value)
+
+
+def test_missing_required_key_and_bad_yaml() -> None:
+    with pytest.raises(ConfigError, match="id_column.*Field required"):
+        parse_config(GOOD.replace("id_column: unique_id", ""))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("fields: [unclosed")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from dedup.config import FieldKind
+from dedup.encoder import SiameseEncoder, encode_field, to_codepoints, tokenise
+
+
+def test_codepoints_truncate_and_mark_nulls() -> None:
+    codes, lengths = to_codepoints(pl.Series(["ab", None, "日本😀", "x" * 50]), 8)
+    assert codes.shape == (4, 8) and lengths.tolist() == [2, 0, 3, 8]
+    assert codes[2, :3].tolist() == [ord("日"), ord("本"), ord("😀")]
+
+
+def test_tokens_are_deterministic_and_null_is_empty() -> None:
+    codes, lengths = to_codepoints(["smith", None, "smith", "smyth"], 16)
+    tokens = tokenise(codes, lengths, FieldKind.name, 4096)
+    assert (tokens[0] == tokens[2]).all()
+    assert (tokens[1] == 0).all()
+    assert ((tokens > 0) & (tokens < 4096)).all(where=tokens != 0)
+    shared = len(set(tokens[0][tokens[0] > 0]) & set(tokens[3][tokens[3] > 0]))
+    assert 0 < shared < (tokens[0] > 0).sum()
+
+
+def test_positional_tokens_distinguish_digit_order() -> None:
+    codes, lengths = to_codepoints(["19800102", "19800201"], 8)
+    a, b = tokenise(codes, lengths, FieldKind.date, 1 << 16)
+    assert set(a) != set(b)  # same digits, different positions
+
+
+def test_encode_field_unit_norm_shared_weights_and_nulls() -> None:
+    torch.manual_seed(0)
+    encoder = SiameseEncoder({"first": FieldKind.name, "last": FieldKind.name}, 4096, 16, 20)
+    assert list(encoder.towers) == ["name"]  # one tower shared by both name fields
+    values = pl.Series(["anna", None, "anna", "bob"])
+    vectors = encode_field(encoder, values, "first")
+    assert np.allclose(np.linalg.norm(vectors[[0, 2, 3]], axis=1), 1.0, atol=1e-5)
+    assert (vectors[1] == 0).all()
+    assert np.allclose(vectors[0], vectors[2])
+    assert not np.allclose(vectors[0], vectors[3])

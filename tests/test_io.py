@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dedup.config import parse_config
+from dedup.errors import InputError, OutputError
+from dedup.io import prepare_output_dir, read_records, replace_directory, write_parquet
+
+CONFIG = parse_config("""
+id_column: id
+fields: {name: name, age: code}
+blocking: [[name]]
+""")
+
+
+def _write(tmp_path: Path, frame: pl.DataFrame) -> Path:
+    path = tmp_path / "in.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def test_reads_and_casts_numbers_to_text(tmp_path: Path) -> None:
+    path = _write(tmp_path, pl.DataFrame({"id": [1, 2], "name": ["a", "b"], "age": [30, None], "x": [1.5, 2.5]}))
+    records = read_records(path, CONFIG)
+    assert records.columns == ["id", "name", "age", "x"]
+    assert records["age"].to_list() == ["30", None]
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pl.DataFrame({"id": [1], "name": ["a"]}), "column(s) 'age' named in the config are missing"),
+        (pl.DataFrame({"id": [1, None], "name": ["a", "b"], "age": [1, 2]}), "1 null value(s), first at row(s) 1"),
+        (pl.DataFrame({"id": [1, 1, 2], "name": ["a", "b", "c"], "age": [1, 2, 3]}), "duplicated value(s), e.g. 1"),
+        (pl.DataFrame({"id": [1], "name": [[1]], "age": [1]}), "column 'name' has type List"),
+        (pl.DataFrame({"id": [1, 2], "name": ["a", "b"], "age": [None, None]}, schema_overrides={"age": pl.Int64}),
+         "field 'age' is null in every row"),
+        (pl.DataFrame({"id": [], "name": [], "age": []}), "the table has no rows"),
+    ],
+)
+def test_bad_tables_name_the_problem(tmp_path: Path, frame: pl.DataFrame, message: str) -> None:
+    path = _write(tmp_path, frame)
+    with pytest.raises(InputError) as info:
+        read_records(path, CONFIG)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_missing_and_non_parquet_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="input file not found"):
+        read_records(tmp_path / "nope.parquet", CONFIG)
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("id,name\n1,a\n")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        read_records(bad, CONFIG)
+
+
+def test_atomic_writes_leave_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    write_parquet(pl.DataFrame({"a": [1]}), target)
+
+    class Boom(pl.DataFrame):
+        def write_parquet(self, *args, **kwargs):  # type: ignore[override]
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_parquet(Boom({"a": [2]}), target)
+    assert pl.read_parquet(target)["a"].to_list() == [1]  # previous good file untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temp left behind
+
+
+def test_replace_directory_keeps_old_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    replace_directory(lambda d: (d / "w").write_text("v1"), target)
+
+    def fail(d: Path) -> None:
+        (d / "w").write_text("half")
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        replace_directory(fail, target)
+    assert (target / "w").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(OutputError, match="not a directory"):
+        prepare_output_dir(tmp_path / "out")

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from dedup.config import FieldKind, TrainingConfig
+from dedup.encoder import SiameseEncoder, encode_field
+from dedup.training import contrastive_loss, field_examples, train_encoder
+
+
+def test_contrastive_loss_by_hand() -> None:
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # distance sqrt(2) for both
+    y = torch.tensor([1.0, 0.0])
+    # positive: d^2 = 2; negative: max(1.5 - 1.414, 0)^2 = 0.0074; mean of the two
+    assert torch.isclose(contrastive_loss(a, b, y, margin=1.5), torch.tensor((2 + (1.5 - 2**0.5) ** 2) / 2))
+
+
+def test_training_makes_typos_closer_than_other_names(febrl1: pl.DataFrame) -> None:
+    names = febrl1["surname"].str.to_lowercase()
+    torch.manual_seed(0)
+    encoder = SiameseEncoder({"surname": FieldKind.name}, 1 << 15, 64, 24)
+    settings = TrainingConfig(batch_size=128, max_values=2000)  # default margin pushes negatives apart
+    rng = np.random.default_rng(0)
+    examples = {"surname": field_examples(encoder, names, "surname", 2000, rng)}
+    history = train_encoder(encoder, examples, settings, rng, steps=120)
+    assert np.mean(history[-10:]) < 0.5 * np.mean(history[:5])
+
+    # typo pairs and different-name pairs that the model never saw as such
+    probe = pl.Series(["thompson", "thomspon", "mcdonald", "macdonald", "white", "whyte"])
+    vectors = encode_field(encoder, probe, "surname")
+    typo = [float(vectors[i] @ vectors[i + 1]) for i in (0, 2, 4)]
+    other = [float(vectors[i] @ vectors[j]) for i, j in ((0, 2), (0, 4), (2, 4))]
+    assert min(typo) > 0.85 and max(other) < 0.5
