@@ -83,9 +83,7 @@ def run_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -
     )
 
 
-def union_pairs(
-    per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]
-) -> CandidatePairs:
+def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> CandidatePairs:
     """Union the passes' pairs, ordering each pair and keeping the first pass that found it."""
     counts: list[int] = []
     lefts, rights, passes = [], [], []
@@ -104,8 +102,11 @@ def union_pairs(
     codes = left * width + right
     _, first = np.unique(codes, return_index=True)  # first occurrence = earliest pass
     return CandidatePairs(
-        left=left[first], right=right[first], pass_index=pass_index[first],
-        pass_names=names, pass_counts=tuple(counts),
+        left=left[first],
+        right=right[first],
+        pass_index=pass_index[first],
+        pass_names=names,
+        pass_counts=tuple(counts),
     )
 
 

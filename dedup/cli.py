@@ -51,8 +51,10 @@ def _print_metrics(metrics: dict) -> None:
         m = metrics[view]
         print(f"{view:14s} precision {m['precision']:.4f}  recall {m['recall']:.4f}  F1 {m['f1']:.4f}")
     b = metrics["blocking"]
-    print(f"{'blocking':14s} pair completeness {b['pair_completeness']:.4f}  "
-          f"reduction ratio {b['reduction_ratio']:.6f}  candidates {int(b['candidate_pairs'])}")
+    print(
+        f"{'blocking':14s} pair completeness {b['pair_completeness']:.4f}  "
+        f"reduction ratio {b['reduction_ratio']:.6f}  candidates {int(b['candidate_pairs'])}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -116,8 +116,13 @@ class Combiner:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "fields": self.fields, "edges": list(self.edges), "em_iterations": self.em_iterations,
-            "smoothing": self.smoothing, "m": self.m_.tolist(), "u": self.u_.tolist(), "prior": self.prior_,
+            "fields": self.fields,
+            "edges": list(self.edges),
+            "em_iterations": self.em_iterations,
+            "smoothing": self.smoothing,
+            "m": self.m_.tolist(),
+            "u": self.u_.tolist(),
+            "prior": self.prior_,
         }
 
     @classmethod

@@ -8,7 +8,7 @@ column holds ground-truth labels. Every stage takes this object; nothing else ca
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ _KEY_RE = re.compile(
 )
 
 
-class FieldKind(str, Enum):
+class FieldKind(StrEnum):
     """How a field's values are normalised, corrupted for training, and tokenised.
 
     name: person or place names (case, accents, punctuation ignored; initials, nicknames).
@@ -192,8 +192,7 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
             block_on=tuple(KeyExpression.parse(str(k)) for k in block_on),
         )
     raise ValueError(
-        f"blocking pass {index}: expected a list of keys or {{sorted_neighbourhood: key, window: n}}, "
-        f"got {item!r}"
+        f"blocking pass {index}: expected a list of keys or {{sorted_neighbourhood: key, window: n}}, got {item!r}"
     )
 
 

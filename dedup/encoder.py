@@ -144,9 +144,7 @@ class SiameseEncoder(nn.Module):
         return nn.functional.normalize(raw, dim=1, eps=1e-8)
 
 
-def encode_field(
-    encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768
-) -> np.ndarray:
+def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768) -> np.ndarray:
     """Unit-norm embeddings ``(n, dim)`` float32 for one column; null values get zero vectors.
 
     Each distinct value is run through the network once; rows gather their value's vector.

@@ -62,7 +62,8 @@ def pair_metrics(
     return {
         "pairwise": {
             **_prf(float((same & is_match).sum()), float(is_match.sum()), true_pairs),
-            "true_pairs": true_pairs, "predicted_matches": float(is_match.sum()),
+            "true_pairs": true_pairs,
+            "predicted_matches": float(is_match.sum()),
         },
         "blocking": {
             "candidate_pairs": float(len(left)),
@@ -111,7 +112,9 @@ def evaluate_output(output_dir: str | Path, truth_path: str | Path, label_column
         if column not in truth.columns:
             raise InputError(f"{truth_path}: column {column!r} is missing (the file has: {', '.join(truth.columns)})")
     aligned = clusters.select(id_column).join(
-        truth.select(id_column, pl.col(label_column).alias("_truth")), on=id_column, how="left",
+        truth.select(id_column, pl.col(label_column).alias("_truth")),
+        on=id_column,
+        how="left",
         maintain_order="left",
     )
     return evaluate_frames(clusters, pairs, id_column, aligned["_truth"])

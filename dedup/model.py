@@ -39,9 +39,7 @@ class DedupModel:
         self.config = config
 
     # ---- training -------------------------------------------------------------------------
-    def fit(
-        self, normalised: pl.DataFrame, pairs: CandidatePairs, labels: np.ndarray | None = None
-    ) -> DedupModel:
+    def fit(self, normalised: pl.DataFrame, pairs: CandidatePairs, labels: np.ndarray | None = None) -> DedupModel:
         """Train on normalised records and their candidate pairs.
 
         ``labels`` (optional, one entity label per record, None for records held out) switches
@@ -131,8 +129,10 @@ class DedupModel:
         except (ValueError, KeyError) as exc:
             raise ModelError(f"{path}: damaged model file ({exc})") from None
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{path}: model format {meta.get('format_version')} is not supported "
-                             f"(this dedup reads format {FORMAT_VERSION}); retrain the model")
+            raise ModelError(
+                f"{path}: model format {meta.get('format_version')} is not supported "
+                f"(this dedup reads format {FORMAT_VERSION}); retrain the model"
+            )
         if hashlib.sha256(raw).hexdigest() != meta.get("encoder_sha256"):
             raise ModelError(f"{path}: encoder.pt does not match its checksum (truncated or modified)")
         if expect is not None:
@@ -154,7 +154,7 @@ class DedupModel:
 
 def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs whose both records carry a label, and whether the labels agree."""
-    known = pl.Series(labels, dtype=pl.String).is_not_null().to_numpy()
+    known = np.not_equal(labels, None)
     both = known[pairs.left] & known[pairs.right]
     left, right = pairs.left[both], pairs.right[both]
     same = labels[left] == labels[right]
@@ -162,8 +162,12 @@ def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarr
 
 
 def synthetic_duplicate_similarities(
-    encoder: SiameseEncoder, normalised: pl.DataFrame, rng: np.random.Generator, count: int,
-    corrupt_share: float = 0.35, missing_share: float = 0.1,
+    encoder: SiameseEncoder,
+    normalised: pl.DataFrame,
+    rng: np.random.Generator,
+    count: int,
+    corrupt_share: float = 0.35,
+    missing_share: float = 0.1,
 ) -> np.ndarray:
     """Field similarities between sampled records and corrupted copies of them (synthetic matches)."""
     rows = rng.integers(0, normalised.height, size=count)

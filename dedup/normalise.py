@@ -14,12 +14,7 @@ from dedup.config import DedupConfig, FieldKind
 
 
 def _base(expr: pl.Expr) -> pl.Expr:
-    return (
-        expr.cast(pl.String)
-        .str.normalize("NFKD")
-        .str.replace_all(r"\p{M}", "")
-        .str.to_lowercase()
-    )
+    return expr.cast(pl.String).str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
 
 
 def _tidy(expr: pl.Expr) -> pl.Expr:

@@ -176,12 +176,16 @@ def publish(layout: Layout, report: dict[str, Any]) -> None:
 
 
 def summarise(
-    config: DedupConfig, records: pl.DataFrame, pairs: CandidatePairs, scored: pl.DataFrame,
-    clusters: pl.DataFrame, timings: dict[str, float],
+    config: DedupConfig,
+    records: pl.DataFrame,
+    pairs: CandidatePairs,
+    scored: pl.DataFrame,
+    clusters: pl.DataFrame,
+    timings: dict[str, float],
 ) -> dict[str, Any]:
     """The report's content."""
     sizes = clusters.select("cluster_id", "cluster_size").unique()
-    first = np.bincount(pairs.pass_index, minlength=len(pairs.pass_names)) if len(pairs) else [0] * len(pairs.pass_names)
+    first = np.bincount(pairs.pass_index, minlength=len(pairs.pass_names))
     report: dict[str, Any] = {
         "counts": {
             "records": records.height,
@@ -207,7 +211,7 @@ def summarise(
         held_pairs = scored.filter(pl.col(id_l).is_in(test_ids) & pl.col(id_r).is_in(test_ids))
         report["metrics"] = {
             "evaluated_on": f"held-out entities: {int(test.sum())} records ({TEST_SHARE:.0%} of entities, "
-                            f"never used in training)",
+            f"never used in training)",
             **evaluate_frames(held_out, held_pairs, config.id_column, held_out[config.label_column]),
         }
     return report

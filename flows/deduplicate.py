@@ -66,8 +66,12 @@ def deduplicate(input_path: str, config_path: str, output: str, model: str | Non
     timed("cluster", cluster, input_path, config, candidates, pairs, str(out))
     result = report(input_path, config, str(out), timings, model_dir)
     counts = result["counts"]
-    logger.info("%d records -> %d clusters (%d with duplicates)", counts["records"], counts["clusters"],
-                counts["duplicate_clusters"])
+    logger.info(
+        "%d records -> %d clusters (%d with duplicates)",
+        counts["records"],
+        counts["clusters"],
+        counts["duplicate_clusters"],
+    )
     return result
 
 

@@ -8,12 +8,14 @@ from dedup.config import parse_config
 from dedup.normalise import normalise_fields
 
 # Six hand-made records; expected pairs counted by hand below.
-RECORDS = pl.DataFrame({
-    "id": ["a", "b", "c", "d", "e", "f"],
-    "first": ["John", "john", "Jon", "Mary", None, "Mary"],
-    "last": ["Smith", "Smith", "Smyth", "Smith", "Smithe", None],
-    "dob": ["1980-01-02", "1980-01-02", "1980-03-04", "1990-01-02", "1980-01-02", "1990-05-05"],
-})
+RECORDS = pl.DataFrame(
+    {
+        "id": ["a", "b", "c", "d", "e", "f"],
+        "first": ["John", "john", "Jon", "Mary", None, "Mary"],
+        "last": ["Smith", "Smith", "Smyth", "Smith", "Smithe", None],
+        "dob": ["1980-01-02", "1980-01-02", "1980-03-04", "1990-01-02", "1980-01-02", "1990-05-05"],
+    }
+)
 
 
 def _pairs(passes: str) -> CandidatePairs:
@@ -44,7 +46,12 @@ def test_sorted_neighbourhood_window() -> None:
     # recordlinkage windows over the sorted *distinct* keys: john(a, b), jon(c), mary(d, f).
     # Window 3 joins equal keys and adjacent distinct keys: john~jon, jon~mary, never john~mary.
     assert _as_set(_pairs("[{sorted_neighbourhood: first, window: 3}]")) == {
-        ("a", "b"), ("a", "c"), ("b", "c"), ("c", "d"), ("c", "f"), ("d", "f"),
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+        ("c", "d"),
+        ("c", "f"),
+        ("d", "f"),
     }
 
 

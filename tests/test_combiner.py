@@ -31,6 +31,6 @@ def test_labelled_fit_weights_and_round_trip() -> None:
     weights = combiner.field_weights(sims)
     assert (weights[np.isnan(sims)] == 0).all()  # nulls are neutral
     log_odds = combiner.prior_weight() + weights.sum(axis=1)
-    assert np.allclose(1 / (1 + 2.0 ** -log_odds), combiner.predict_proba(sims), atol=1e-5)
+    assert np.allclose(1 / (1 + 2.0**-log_odds), combiner.predict_proba(sims), atol=1e-5)
     again = Combiner.from_dict(combiner.to_dict())
     assert np.array_equal(again.predict_proba(sims), combiner.predict_proba(sims))

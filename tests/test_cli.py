@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dedup.cli import main
+
+
+def test_run_then_evaluate(febrl1_file: Path, tiny_config_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(febrl1_file), "--config", str(tiny_config_file), "--output", str(out)]) == 0
+    assert "1000 records" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--truth", str(febrl1_file), "--label-column", "cluster"]) == 0
+    printed = capsys.readouterr().out
+    assert "cluster_pairs" in printed and "pair completeness" in printed
+
+
+def test_errors_are_one_line_on_stderr(tiny_config_file: Path, tmp_path: Path, capsys) -> None:
+    missing = str(tmp_path / "missing.parquet")
+    code = main(["run", missing, "--config", str(tiny_config_file), "--output", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.strip() == f"dedup: error: input file not found: {tmp_path / 'missing.parquet'}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id_column: x\nfields: {a: nam}\nblocking: [[a]]\n")
+    assert main(["run", "x.parquet", "--config", str(bad), "--output", str(tmp_path)]) == 2
+    assert "fields.a (line 2): unknown kind 'nam'" in capsys.readouterr().err
+    with pytest.raises(Exception, match="not found"):
+        main(["--debug", "run", "nope.parquet", "--config", str(tiny_config_file), "--output", str(tmp_path)])

@@ -1,0 +1,92 @@
+"""The whole job on real data: Febrl1 (1,000 records, 500 true pairs) through every stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dedup.config import DedupConfig
+from dedup.evaluation import evaluate_output
+from dedup.pipeline import run
+
+
+@pytest.fixture(scope="module")
+def first_run(febrl1_file: Path, tiny_config: DedupConfig, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    return out, run(febrl1_file, tiny_config, out)
+
+
+def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None:
+    out, report = first_run
+    assert sorted(p.name for p in out.iterdir()) == ["clusters.parquet", "model", "pairs.parquet", "report.json"]
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    source = pl.read_parquet(febrl1_file)
+    assert clusters.columns == [*source.columns, "cluster_id", "cluster_size"]
+    assert clusters.drop("cluster_id", "cluster_size").equals(
+        source.with_columns(pl.col(c).cast(pl.String) for c in source.columns if c != "rec_id")
+    )
+    # cluster id is the smallest id of its members
+    check = clusters.group_by("cluster_id").agg(pl.col("rec_id").min().alias("smallest"), pl.len())
+    assert (check["cluster_id"] == check["smallest"]).all()
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    assert pairs.columns[:4] == ["rec_id_l", "rec_id_r", "match_probability", "match_weight"]
+    assert [c for c in pairs.columns if c.startswith("sim_")] == [
+        "sim_given_name",
+        "sim_surname",
+        "sim_street_number",
+        "sim_address_1",
+        "sim_address_2",
+        "sim_suburb",
+        "sim_postcode",
+        "sim_state",
+        "sim_date_of_birth",
+        "sim_soc_sec_id",
+    ]
+    assert set(pairs["blocking_pass"].unique()) <= {
+        "block(given_name, surname)",
+        "block(date_of_birth)",
+        "block(soc_sec_id)",
+        "block(surname[:3], date_of_birth[:4])",
+        "block(soundex(surname), postcode)",
+        "sorted_neighbourhood(surname, window=7)",
+    }
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["counts"] == report["counts"] and saved["counts"]["records"] == 1000
+    assert set(saved["timings_seconds"]) >= {"read", "block", "train", "encode", "score", "cluster"}
+    assert not (out / ".work").exists()
+
+
+def test_label_free_quality_on_febrl1(first_run, febrl1_file: Path) -> None:
+    out, _ = first_run
+    metrics = evaluate_output(out, febrl1_file, "cluster")
+    assert metrics["cluster_pairs"]["f1"] >= 0.97
+    assert metrics["pairwise"]["precision"] >= 0.97
+    assert metrics["blocking"]["pair_completeness"] >= 0.99
+
+
+def test_reusing_the_model_is_deterministic(
+    first_run, febrl1_file: Path, tiny_config: DedupConfig, tmp_path: Path
+) -> None:
+    out, _ = first_run
+    again = run(febrl1_file, tiny_config, tmp_path / "again", model_path=out / "model")
+    assert "train" not in again["timings_seconds"]
+    assert pl.read_parquet(tmp_path / "again" / "clusters.parquet").equals(pl.read_parquet(out / "clusters.parquet"))
+    assert pl.read_parquet(tmp_path / "again" / "pairs.parquet").equals(pl.read_parquet(out / "pairs.parquet"))
+
+
+def test_same_seed_same_clusters(first_run, febrl1_file: Path, tiny_config: DedupConfig, tmp_path: Path) -> None:
+    out, _ = first_run
+    run(febrl1_file, tiny_config, tmp_path / "rerun")
+    assert pl.read_parquet(tmp_path / "rerun" / "clusters.parquet").equals(pl.read_parquet(out / "clusters.parquet"))
+
+
+def test_labels_train_and_report_held_out_metrics(febrl1_file: Path, tiny_config: DedupConfig, tmp_path: Path) -> None:
+    config = tiny_config.model_copy(update={"label_column": "cluster"})
+    report = run(febrl1_file, config, tmp_path / "labelled")
+    metrics = report["metrics"]
+    assert "held-out" in metrics["evaluated_on"]
+    assert metrics["cluster_pairs"]["f1"] >= 0.97
+    assert 0 < metrics["cluster_pairs"]["true_pairs"] < 500  # only held-out entities counted
