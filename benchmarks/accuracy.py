@@ -73,8 +73,10 @@ def row(name: str, method: str, m: dict, seconds: float) -> str:
 
 
 def main(names: list[str]) -> None:
-    print(f"{'data':10s} {'method':14s} {'pair P':>7s} {'pair R':>7s} {'pair F1':>7s}  "
-          f"{'clu P':>7s} {'clu R':>7s} {'clu F1':>7s}  {'PC':>6s} {'time s':>7s}")
+    print(
+        f"{'data':10s} {'method':14s} {'pair P':>7s} {'pair R':>7s} {'pair F1':>7s}  "
+        f"{'clu P':>7s} {'clu R':>7s} {'clu F1':>7s}  {'PC':>6s} {'time s':>7s}"
+    )
     for name in names:
         if name == "fake_1000" and not SHARED.exists():
             print(f"{name:10s} skipped: {SHARED} not found")

@@ -7,10 +7,17 @@ non-matches. The match log-odds is the prior's log-odds plus the field weights, 
 weight is exactly its contribution to the score, and the probability is calibrated when m, u and
 the prior are.
 
-Without labels the tables are fitted by expectation-maximisation on the candidate pairs,
-starting from m measured on synthetic corrupted duplicates and u measured on random pairs. With
-labels they are counted from labelled pairs. A null on either side is neutral (weight 0): absence
-of a value is not evidence either way.
+The model describes *all* pairs of records, not only the candidates: blocking chooses which pairs
+get scored, it must not change what their evidence means. (Fitting u on candidates alone learns
+that non-matches often share a first name, because a first-name pass put them there, and then
+discounts a real first-name agreement.) So the fit sees the candidate pairs plus a sample of
+random pairs standing for the non-candidates, each weighted by how many pairs it represents, and
+the prior is the match rate over all pairs.
+
+Without labels m, u and the prior are fitted by expectation-maximisation on that mixture,
+seeded with m from synthetic corrupted duplicates and u from the random pairs. With labels, m
+and u are counted from labelled candidate pairs and the random pairs. A null on either side is
+neutral (weight 0): absence of a value is not evidence either way.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 import numpy as np
 
 # Lower bounds of the similarity levels, from "exact" down; below the last is "different".
-DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.9, 0.8, 0.7, 0.55, 0.4, 0.2)
+DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.85, 0.7, 0.5, 0.3)
 NULL_LEVEL = 0
 
 
@@ -69,37 +76,46 @@ class Combiner:
         cols = np.arange(levels.shape[1])[None, :]
         return np.log(prior / (1 - prior)) + weights[cols, levels].sum(axis=1)
 
-    def fit_em(self, sims: np.ndarray, m_sims: np.ndarray, u_sims: np.ndarray, prior: float = 0.1) -> Combiner:
-        """Label-free fit on candidate pair similarities ``sims``.
+    def fit_em(self, sims: np.ndarray, m_sims: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> Combiner:
+        """Label-free fit.
 
-        ``m_sims`` are similarities of synthetic duplicates and ``u_sims`` of random pairs; they
-        only seed m and u, which EM then re-estimates from the candidates themselves.
+        ``sims``: candidate pairs; ``m_sims``: synthetic duplicates (seed m only); ``u_sims``: random
+        pairs, standing for the ``total_pairs - len(sims)`` pairs blocking left out.
         """
-        levels = self.levels(sims)
+        levels, weights = self._population(sims, u_sims, total_pairs)
         m = self._frequencies(self.levels(m_sims), np.ones(len(m_sims)))
         u = self._frequencies(self.levels(u_sims), np.ones(len(u_sims)))
+        prior = max(0.05 * len(sims) / total_pairs, 1e-9)
         for _ in range(self.em_iterations):
             post = _sigmoid(self._log_odds(levels, m, u, prior))
-            new_prior = float(np.clip(post.mean(), 1e-6, 1 - 1e-6))
-            m = self._frequencies(levels, post)
-            u = self._frequencies(levels, 1.0 - post)
-            converged = abs(new_prior - prior) < 1e-7
+            matched = post * weights
+            new_prior = float(np.clip(matched.sum() / weights.sum(), 1e-12, 0.5))
+            m = self._frequencies(levels, matched)
+            u = self._frequencies(levels, (1.0 - post) * weights)
+            converged = abs(new_prior - prior) <= 1e-6 * prior
             prior = new_prior
             if converged:
                 break
         self.m_, self.u_, self.prior_ = m, u, prior
         return self
 
-    def fit_labelled(self, sims: np.ndarray, is_match: np.ndarray) -> Combiner:
-        """Supervised fit: m and u counted from labelled pairs, prior their match share."""
+    def fit_labelled(self, sims: np.ndarray, is_match: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> Combiner:
+        """Supervised fit: m from labelled matches; u from labelled non-matches and random pairs."""
         y = is_match.astype(np.float64)
-        if y.sum() == 0 or y.sum() == len(y):
-            raise ValueError("labelled pairs must contain both matches and non-matches")
-        levels = self.levels(sims)
-        self.m_ = self._frequencies(levels, y)
-        self.u_ = self._frequencies(levels, 1.0 - y)
-        self.prior_ = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+        if y.sum() == 0:
+            raise ValueError("the labelled candidate pairs contain no matches")
+        levels, weights = self._population(sims, u_sims, total_pairs)
+        target = np.concatenate([y, np.zeros(len(u_sims))])
+        self.m_ = self._frequencies(levels, target * weights)
+        self.u_ = self._frequencies(levels, (1.0 - target) * weights)
+        self.prior_ = float(np.clip(y.sum() / total_pairs, 1e-12, 0.5))
         return self
+
+    def _population(self, sims: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> tuple[np.ndarray, np.ndarray]:
+        """Levels and weights of candidates (1 each) plus random pairs (standing for the rest)."""
+        rest = max(total_pairs - len(sims), 0.0)
+        weights = np.concatenate([np.ones(len(sims)), np.full(len(u_sims), rest / max(len(u_sims), 1))])
+        return np.concatenate([self.levels(sims), self.levels(u_sims)]), weights
 
     def field_weights(self, sims: np.ndarray) -> np.ndarray:
         """Each field's contribution to the match log-odds, in bits (log2 Bayes factor)."""

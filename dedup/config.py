@@ -120,7 +120,7 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(0.01, gt=0)
     margin: float = Field(1.4, gt=0, le=2.0, description="contrastive margin on euclidean distance")
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
-    em_iterations: int = Field(30, ge=1, description="EM iterations for the label-free combiner")
+    em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
     random_pairs: int = Field(50000, ge=100, description="random pairs used to learn non-match similarity")
 
 

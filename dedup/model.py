@@ -57,8 +57,11 @@ class DedupModel:
             left, right, same = _labelled_pairs(pairs, labels)
             examples = self._examples(encoder, normalised, rng, (left[same], right[same]), (left[~same], right[~same]))
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
-            sims = pair_similarities(embed_records(encoder, normalised), left, right)
-            combiner.fit_labelled(sims, same)
+            embeddings = embed_records(encoder, normalised)
+            sims = pair_similarities(embeddings, left, right)
+            known = np.flatnonzero(np.not_equal(labels, None))
+            u_sims = self._random_pair_similarities(embeddings, known, rng)
+            combiner.fit_labelled(sims, same, u_sims, total_pairs=len(known) * (len(known) - 1) / 2)
         else:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
@@ -85,12 +88,15 @@ class DedupModel:
         sims = pair_similarities(embeddings, pairs.left, pairs.right)
         m_sims = synthetic_duplicate_similarities(encoder, normalised, rng, SYNTHETIC_PAIRS)
         n = normalised.height
+        u_sims = self._random_pair_similarities(embeddings, np.arange(n), rng)
+        return combiner.fit_em(sims, m_sims, u_sims, total_pairs=n * (n - 1) / 2)
+
+    def _random_pair_similarities(self, embeddings: FieldEmbeddings, rows: np.ndarray, rng) -> np.ndarray:
+        """Similarities of random pairs among ``rows``: the population blocking leaves out."""
         count = self.config.training.random_pairs
-        a, b = rng.integers(0, n, size=count), rng.integers(0, n, size=count)
+        a, b = rows[rng.integers(0, len(rows), size=count)], rows[rng.integers(0, len(rows), size=count)]
         keep = a != b
-        u_sims = pair_similarities(embeddings, a[keep], b[keep])
-        prior = min(0.5, max(1e-4, n / max(len(pairs), 1) * 0.5))
-        return combiner.fit_em(sims, m_sims, u_sims, prior=prior)
+        return pair_similarities(embeddings, a[keep], b[keep])
 
     # ---- inference ------------------------------------------------------------------------
     def embed(self, normalised: pl.DataFrame) -> FieldEmbeddings:
