@@ -1,8 +1,18 @@
-"""Cluster stage: duplicate groups as connected components of the pairs scored above threshold.
+"""Cluster stage: duplicate groups from the pairs scored above threshold.
 
-Components come from ``scipy.sparse.csgraph`` over the match graph (no Python loop over pairs).
-A cluster's id is the smallest record id in it, so ids do not depend on row order or on how many
-times the job has run.
+Two methods, chosen in the config (``clustering: {method: ...}``):
+
+- ``components``: connected components of the match graph. Simple, but one false edge chains
+  two entities together (A~B, B~C puts A and C in one cluster however different they are).
+- ``density`` (default): connected components, then any component whose match edges cover less
+  than ``min_density`` of its possible pairs is re-split with a stricter threshold, up a ladder
+  (0.8, 0.9, 0.95, 0.99), until every cluster is dense or the ladder ends. A true entity's
+  records match each other pairwise; a chain of two entities joined by one weak edge is sparse,
+  and its weak edge is the first to go. Edges scored 0.99 or more are never cut: a sparse
+  cluster held together by sure edges is more likely an entity whose pairs blocking missed.
+
+Both run on whole arrays with ``scipy.sparse.csgraph`` and bincounts (no loop over pairs). A
+cluster's id is the smallest record id in it, so ids do not depend on row order or reruns.
 """
 
 from __future__ import annotations
@@ -12,12 +22,50 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dedup.config import ClusteringConfig
+
+LADDER = (0.8, 0.9, 0.95, 0.99)  # an edge scored >= 0.99 is never cut
+
 
 def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Component label (0..k-1) per record for the graph with the given edges."""
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n_records, n_records))
     _, labels = connected_components(graph, directed=False)
     return labels
+
+
+def density_split(
+    n_records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, threshold: float, min_density: float
+) -> np.ndarray:
+    """Components, with sparse ones re-split at stricter thresholds (see module docstring)."""
+    keep = probability >= threshold
+    labels = components(n_records, left[keep], right[keep])
+    for stricter in (t for t in LADDER if t > threshold):
+        sizes = np.bincount(labels)
+        inside = keep & (labels[left] == labels[right])
+        edges = np.bincount(labels[left[inside]], minlength=len(sizes))
+        possible = sizes * (sizes - 1) / 2
+        sparse = edges < min_density * possible
+        if not sparse.any():
+            break
+        keep &= ~(sparse[labels[left]] & (probability < stricter))
+        labels = components(n_records, left[keep], right[keep])
+    return labels
+
+
+def cluster_labels(
+    n_records: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    settings: ClusteringConfig,
+) -> np.ndarray:
+    """Cluster label per record by the configured method."""
+    if settings.method == "components":
+        match = probability >= threshold
+        return components(n_records, left[match], right[match])
+    return density_split(n_records, left, right, probability, threshold, settings.min_density)
 
 
 def cluster_records(
@@ -27,15 +75,15 @@ def cluster_records(
     right: np.ndarray,
     probability: np.ndarray,
     threshold: float,
+    settings: ClusteringConfig | None = None,
 ) -> pl.DataFrame:
     """Every input row and column plus ``cluster_id`` and ``cluster_size``."""
-    match = probability >= threshold
-    labels = components(records.height, left[match], right[match])
+    labels = cluster_labels(records.height, left, right, probability, threshold, settings or ClusteringConfig())
     return (
-        records.with_columns(pl.Series("_component", labels))
+        records.with_columns(pl.Series("_cluster", labels))
         .with_columns(
-            pl.col(id_column).min().over("_component").alias("cluster_id"),
-            pl.len().over("_component").cast(pl.Int64).alias("cluster_size"),
+            pl.col(id_column).min().over("_cluster").alias("cluster_id"),
+            pl.len().over("_cluster").cast(pl.Int64).alias("cluster_size"),
         )
-        .drop("_component")
+        .drop("_cluster")
     )

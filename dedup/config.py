@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -124,6 +124,15 @@ class TrainingConfig(BaseModel):
     random_pairs: int = Field(50000, ge=100, description="random pairs used to learn non-match similarity")
 
 
+class ClusteringConfig(BaseModel):
+    """How matches become clusters (see ``dedup.clustering``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["density", "components"] = "density"
+    min_density: float = Field(0.6, ge=0.0, le=1.0, description="share of a cluster's pairs that must match")
+
+
 class DedupConfig(BaseModel):
     """Everything that describes one dedup job."""
 
@@ -135,6 +144,7 @@ class DedupConfig(BaseModel):
     label_column: str | None = None
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = 0
+    clustering: ClusteringConfig = ClusteringConfig()
     training: TrainingConfig = TrainingConfig()
 
     @field_validator("fields")
@@ -271,6 +281,7 @@ def config_to_yaml(config: DedupConfig) -> str:
         "blocking": passes,
         "threshold": config.threshold,
         "seed": config.seed,
+        "clustering": config.clustering.model_dump(),
         "training": config.training.model_dump(),
     }
     if config.label_column:

@@ -145,7 +145,9 @@ def cluster_stage(
     records = read_records(input_path, config)
     pairs = load_candidates(candidates)
     probability = pl.read_parquet(pairs_path, columns=["match_probability"])["match_probability"].to_numpy()
-    clusters = cluster_records(records, config.id_column, pairs.left, pairs.right, probability, config.threshold)
+    clusters = cluster_records(
+        records, config.id_column, pairs.left, pairs.right, probability, config.threshold, config.clustering
+    )
     return write_parquet(clusters, Layout(Path(output)).work / "clusters.parquet")
 
 

@@ -3,20 +3,56 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dedup.clustering import cluster_records
+from dedup.clustering import cluster_records, density_split
+from dedup.config import ClusteringConfig
 
 
 def test_components_over_threshold_with_min_id_and_all_columns() -> None:
     records = pl.DataFrame({"id": ["e", "b", "d", "a", "c"], "x": [1, 2, 3, 4, 5]})
     left, right = np.array([0, 1, 2, 3]), np.array([1, 2, 4, 4])
     probability = np.array([0.9, 0.6, 0.2, 0.95])
-    out = cluster_records(records, "id", left, right, probability, threshold=0.5)
+    out = cluster_records(records, "id", left, right, probability, 0.5, ClusteringConfig(method="components"))
     assert out.columns == ["id", "x", "cluster_id", "cluster_size"]
     # e-b-d chained above threshold; a-c joined; d-c below threshold
     assert out["cluster_id"].to_list() == ["b", "b", "b", "a", "a"]
     assert out["cluster_size"].to_list() == [3, 3, 3, 2, 2]
     # ids do not depend on row order
-    shuffled = cluster_records(records.reverse(), "id", 4 - left, 4 - right, probability, 0.5)
+    shuffled = cluster_records(records.reverse(), "id", 4 - left, 4 - right, probability, 0.5)  # default method
     assert dict(zip(shuffled["id"], shuffled["cluster_id"], strict=True)) == dict(
         zip(out["id"], out["cluster_id"], strict=True)
     )
+
+
+def _chain() -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Two tight entities {a1, a2, a3} and {b1, b2, b3}, joined by one borderline edge a3~b1."""
+    records = pl.DataFrame({"id": ["a1", "a2", "a3", "b1", "b2", "b3"]})
+    left = np.array([0, 0, 1, 3, 3, 4, 2])
+    right = np.array([1, 2, 2, 4, 5, 5, 3])
+    probability = np.array([0.999, 0.998, 0.999, 0.999, 0.997, 0.999, 0.7])
+    return records, left, right, probability
+
+
+def test_components_chain_two_entities_together() -> None:
+    records, left, right, probability = _chain()
+    out = cluster_records(records, "id", left, right, probability, 0.5, ClusteringConfig(method="components"))
+    assert out["cluster_id"].unique().to_list() == ["a1"]
+
+
+def test_density_split_cuts_the_weak_bridge() -> None:
+    records, left, right, probability = _chain()
+    out = cluster_records(records, "id", left, right, probability, 0.5, ClusteringConfig(method="density"))
+    assert out["cluster_id"].to_list() == ["a1", "a1", "a1", "b1", "b1", "b1"]
+    assert out["cluster_size"].to_list() == [3] * 6
+
+
+def test_density_split_keeps_dense_clusters_and_strong_chains() -> None:
+    records, left, right, probability = _chain()
+    # a bridge the model is sure of (>= the top rung of the ladder) is kept
+    strong = probability.copy()
+    strong[-1] = 0.995
+    out = cluster_records(records, "id", left, right, strong, 0.5)
+    assert out["cluster_size"].to_list() == [6] * 6
+    # a complete graph is never split, whatever its probabilities above threshold
+    full_l, full_r = np.triu_indices(4, k=1)
+    labels = density_split(4, full_l, full_r, np.full(len(full_l), 0.6), 0.5, 0.6)
+    assert len(set(labels)) == 1

@@ -20,6 +20,7 @@ blocking:
   - {sorted_neighbourhood: surname, window: 7}
 label_column: cluster
 threshold: 0.7
+clustering: {method: components}
 """
 
 
@@ -44,6 +45,7 @@ def test_yaml_round_trip_is_exact() -> None:
     ("change", "expected"),
     [
         (("threshold: 0.7", "threshold: 0.7\ncolour: red"), "colour (line 16): unknown key"),
+        (("method: components", "method: louvain"), "clustering.method (line 16): Input should be 'density' or"),
         (("city: text", "city: texty"), "fields.city (line 7): unknown kind 'texty'"),
         (('"soundex(surname)"', '"soundx(surname)"'), "unknown function 'soundx'"),
         (("threshold: 0.7", "threshold: 1.5"), "threshold (line 15)"),
