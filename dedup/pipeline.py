@@ -161,7 +161,11 @@ def report_stage(
     scored = pl.read_parquet(layout.work / "pairs.parquet")
     clusters = pl.read_parquet(layout.work / "clusters.parquet")
     inner = layout.work / "score_timings.json"
-    timings = {**timings, **(json.loads(inner.read_text()) if inner.exists() else {})}
+    if inner.exists():  # the score stage encodes first: report the two parts separately
+        encode = json.loads(inner.read_text())["encode"]
+        timings = {**timings, "encode": encode}
+        if "score" in timings:
+            timings["score"] = round(max(timings["score"] - encode, 0.0), 4)
     report = summarise(config, records, pairs, scored, clusters, timings)
     report["input"] = str(input_path)
     report["model"] = str(model_dir)
