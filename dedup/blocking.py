@@ -49,7 +49,8 @@ def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpressi
         base = records.select(normalise_expr(key.column, FieldKind.category)).to_series()
     if key.function is not None:
         codes = phonetic(base.to_pandas(use_pyarrow_extension_array=False), key.function)
-        base = pl.Series(key.column, codes.where(codes.notna(), None).tolist(), dtype=pl.String)
+        codes = codes.astype(object).where(codes.notna(), None)  # an all-null column comes back as float NaN
+        base = pl.Series(key.column, codes.tolist(), dtype=pl.String)
     if key.start is not None or key.stop is not None:
         start = key.start or 0
         length = None if key.stop is None else max(key.stop - start, 0)

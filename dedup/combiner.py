@@ -18,6 +18,10 @@ Without labels m, u and the prior are fitted by expectation-maximisation on that
 seeded with m from synthetic corrupted duplicates and u from the random pairs. With labels, m
 and u are counted from labelled candidate pairs and the random pairs. A null on either side is
 neutral (weight 0): absence of a value is not evidence either way.
+
+One rule sits outside the fitted tables: two records that agree exactly on every configured field
+are duplicates (nothing the config compares can tell them apart), so their log-odds are at least
+``IDENTICAL_BITS``. Without it a table of identical rows would leave EM nothing to learn from.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import numpy as np
 # Lower bounds of the similarity levels, from "exact" down; below the last is "different".
 DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.85, 0.7, 0.5, 0.3)
 NULL_LEVEL = 0
+EXACT_LEVEL = 1
+IDENTICAL_BITS = 30.0
 
 
 class Combiner:
@@ -64,7 +70,7 @@ class Combiner:
     def _frequencies(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
         table = np.empty((levels.shape[1], self.n_levels))
         for f in range(levels.shape[1]):
-            counts = np.bincount(levels[:, f], weights=weights, minlength=self.n_levels)
+            counts = np.bincount(levels[:, f], weights=weights, minlength=self.n_levels).astype(np.float64)
             counts[NULL_LEVEL] = 0.0
             counts[1:] += self.smoothing * max(weights.sum(), 1.0)
             table[f] = counts / counts[1:].sum()
@@ -82,11 +88,12 @@ class Combiner:
         ``sims``: candidate pairs; ``m_sims``: synthetic duplicates (seed m only); ``u_sims``: random
         pairs, standing for the ``total_pairs - len(sims)`` pairs blocking left out.
         """
+        total_pairs = max(total_pairs, 1.0)
         levels, weights = self._population(sims, u_sims, total_pairs)
         m = self._frequencies(self.levels(m_sims), np.ones(len(m_sims)))
         u = self._frequencies(self.levels(u_sims), np.ones(len(u_sims)))
-        prior = max(0.05 * len(sims) / total_pairs, 1e-9)
-        for _ in range(self.em_iterations):
+        prior = float(np.clip(0.05 * len(sims) / total_pairs, 1e-9, 0.5))
+        for _ in range(self.em_iterations if weights.sum() > 0 else 0):  # no pairs: keep the seeds
             post = _sigmoid(self._log_odds(levels, m, u, prior))
             matched = post * weights
             new_prior = float(np.clip(matched.sum() / weights.sum(), 1e-12, 0.5))
@@ -126,9 +133,15 @@ class Combiner:
     def prior_weight(self) -> float:
         return float(np.log2(self.prior_ / (1 - self.prior_)))
 
+    def match_weight(self, sims: np.ndarray) -> np.ndarray:
+        """Match log-odds in bits: prior weight plus field weights (identical records: at least 30)."""
+        bits = self.prior_weight() + self.field_weights(sims).sum(axis=1, dtype=np.float64)
+        identical = (self.levels(sims) == EXACT_LEVEL).all(axis=1)
+        return np.where(identical, np.maximum(bits, IDENTICAL_BITS), bits)
+
     def predict_proba(self, sims: np.ndarray) -> np.ndarray:
         """Match probability per pair."""
-        return _sigmoid(self._log_odds(self.levels(sims), self.m_, self.u_, self.prior_)).astype(np.float32)
+        return _sigmoid(self.match_weight(sims) * np.log(2)).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {

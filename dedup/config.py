@@ -159,7 +159,15 @@ class DedupConfig(BaseModel):
     def _parse_blocking(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple) or not value:
             raise ValueError("blocking must be a non-empty list of passes")
-        return tuple(_parse_pass(item, i) for i, item in enumerate(value))
+        passes = []
+        for i, item in enumerate(value):
+            try:
+                passes.append(_parse_pass(item, i))
+            except ValueError as exc:
+                message = str(exc)
+                prefixed = message if message.startswith("blocking pass") else f"blocking pass {i}: {message}"
+                raise ValueError(prefixed) from None
+        return tuple(passes)
 
     @model_validator(mode="after")
     def _keys_name_known_columns(self) -> DedupConfig:
@@ -243,6 +251,9 @@ def parse_config(source: str, origin: str = "<config>") -> DedupConfig:
         messages = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            pass_index = re.match(r"Value error, blocking pass (\d+)", err["msg"])
+            if loc == ("blocking",) and pass_index:
+                loc = ("blocking", int(pass_index.group(1)))  # point at the pass's own line
             key = ".".join(str(p) for p in loc) or "(top level)"
             line = _yaml_line(source, loc)
             where = f" (line {line})" if line else ""

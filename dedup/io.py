@@ -131,17 +131,22 @@ def replace_directory(build: Callable[[Path], None], target: str | Path) -> Path
     try:
         build(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old.{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def swap_directory(new: Path, target: Path) -> None:
+    """Put the finished directory ``new`` at ``target`` (same filesystem), dropping the old one after."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_output_dir(path: str | Path) -> Path:

@@ -25,7 +25,7 @@ from dedup.blocking import CandidatePairs, block, pairs_from_frame, pairs_to_fra
 from dedup.clustering import cluster_records
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
-from dedup.io import prepare_output_dir, read_records, write_json, write_parquet
+from dedup.io import prepare_output_dir, read_records, swap_directory, write_json, write_parquet
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.scoring import score_pairs
@@ -54,7 +54,13 @@ class Layout:
 
     @property
     def model(self) -> Path:
+        """Where the run's model is published."""
         return self.output / "model"
+
+    @property
+    def new_model(self) -> Path:
+        """Where a model trained by this run waits until the run succeeds."""
+        return self.work / "model"
 
 
 @dataclass
@@ -68,6 +74,13 @@ class Timings:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def start(output_dir: str | Path) -> Layout:
+    """Create the output directory and clear what an earlier failed run left in ``.work/``."""
+    layout = Layout(prepare_output_dir(output_dir))
+    shutil.rmtree(layout.work, ignore_errors=True)
+    return layout
 
 
 def as_config(config: DedupConfig | str | Path) -> DedupConfig:
@@ -168,13 +181,16 @@ def report_stage(
             timings["score"] = round(max(timings["score"] - encode, 0.0), 4)
     report = summarise(config, records, pairs, scored, clusters, timings)
     report["input"] = str(input_path)
-    report["model"] = str(model_dir)
-    publish(layout, report)
+    trained = Path(model_dir) == layout.new_model
+    report["model"] = str(layout.model if trained else model_dir)
+    publish(layout, report, trained)
     return report
 
 
-def publish(layout: Layout, report: dict[str, Any]) -> None:
+def publish(layout: Layout, report: dict[str, Any], trained: bool) -> None:
     """Move the finished outputs into place (atomic renames), then the report, then clean up."""
+    if trained:
+        swap_directory(layout.new_model, layout.model)
     for name in OUTPUTS:
         os.replace(layout.work / name, layout.output / name)
     write_json(report, layout.output / "report.json")
@@ -231,13 +247,13 @@ def run(
 ) -> dict[str, Any]:
     """Deduplicate ``input_path`` into ``output_dir``; returns the report (also written)."""
     config = as_config(config)
-    layout = Layout(prepare_output_dir(output_dir))
+    layout = start(output_dir)
     timings = Timings()
     with timings.stage("read"):
         load_input(input_path, config)
     with timings.stage("block"):
         candidates = block_stage(input_path, config, layout.output)
-    model_dir = Path(model_path) if model_path else layout.model
+    model_dir = Path(model_path) if model_path else layout.new_model
     if model_path is None:
         with timings.stage("train"):
             train_stage(input_path, config, candidates, model_dir)

@@ -64,15 +64,14 @@ def score_pairs(
     sims = pair_similarities(embeddings, pairs.left, pairs.right)
     ids = records[id_col]
     combiner = model.combiner_
-    weights = combiner.field_weights(sims)
-    match_weight = combiner.prior_weight() + weights.sum(axis=1)
+    match_weight = combiner.match_weight(sims)
     frame = pl.DataFrame(
         {
             f"{id_col}_l": ids.gather(pairs.left),
             f"{id_col}_r": ids.gather(pairs.right),
             "match_probability": combiner.predict_proba(sims),
             "match_weight": match_weight.astype(np.float32),
-            **{f"sim_{f}": sims[:, j] for j, f in enumerate(embeddings.fields)},
+            **{f"sim_{f}": pl.Series(sims[:, j]).fill_nan(None) for j, f in enumerate(embeddings.fields)},
             "blocking_pass": pl.Series(
                 np.asarray(pairs.pass_names, dtype=object)[pairs.pass_index] if len(pairs) else [],
                 dtype=pl.String,

@@ -90,6 +90,8 @@ def train_encoder(
     optimiser = torch.optim.Adam(encoder.parameters(), lr=settings.learning_rate)
     batch = settings.batch_size
     history: list[float] = []
+    if not any(len(ex.lengths) >= 2 for ex in examples.values()):
+        return history  # every field has at most one distinct value: nothing to tell apart
     encoder.train()
     for _ in range(steps):
         optimiser.zero_grad()

@@ -48,7 +48,7 @@ def deduplicate(input_path: str, config_path: str, output: str, model: str | Non
     """Read, block, train (unless ``model`` is given), score, cluster and write one Parquet file."""
     logger = get_run_logger()
     config = load_config(config_path)
-    out = pipeline.prepare_output_dir(output)
+    out = pipeline.start(output).output
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Any, *args: Any) -> Any:
@@ -59,7 +59,7 @@ def deduplicate(input_path: str, config_path: str, output: str, model: str | Non
         return result
 
     candidates = timed("block", block, input_path, config, str(out))
-    model_dir = model or str(pipeline.Layout(out).model)
+    model_dir = model or str(pipeline.Layout(out).new_model)  # published only if the run succeeds
     if model is None:
         timed("train", train, input_path, config, candidates, model_dir)
     pairs = timed("score", score, input_path, config, model_dir, candidates, str(out))

@@ -47,9 +47,9 @@ def test_yaml_round_trip_is_exact() -> None:
         (("threshold: 0.7", "threshold: 0.7\ncolour: red"), "colour (line 16): unknown key"),
         (("method: components", "method: louvain"), "clustering.method (line 16): Input should be 'density' or"),
         (("city: text", "city: texty"), "fields.city (line 7): unknown kind 'texty'"),
-        (('"soundex(surname)"', '"soundx(surname)"'), "unknown function 'soundx'"),
+        (('"soundex(surname)"', '"soundx(surname)"'), "blocking.3 (line 12): blocking pass 3: bad blocking key"),
         (("threshold: 0.7", "threshold: 1.5"), "threshold (line 15)"),
-        (("window: 7", "window: 4"), "window must be an odd integer"),
+        (("window: 7", "window: 4"), "blocking.4 (line 13): blocking pass 4: window must be an odd integer"),
     ],
 )
 def test_errors_name_the_key_and_line(change: tuple[str, str], expected: str) -> None:

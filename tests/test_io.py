@@ -33,6 +33,8 @@ def test_reads_and_casts_numbers_to_text(tmp_path: Path) -> None:
     ("frame", "message"),
     [
         (pl.DataFrame({"id": [1], "name": ["a"]}), "column(s) 'age' named in the config are missing"),
+        (pl.DataFrame({"key": [1], "name": ["a"], "age": [1]}), "column(s) 'id' named in the config are missing"),
+        (pl.DataFrame({"id": [1], "name": [b"\x00"], "age": [1]}), "column 'name' has type Binary"),
         (pl.DataFrame({"id": [1, None], "name": ["a", "b"], "age": [1, 2]}), "1 null value(s), first at row(s) 1"),
         (pl.DataFrame({"id": [1, 1, 2], "name": ["a", "b", "c"], "age": [1, 2, 3]}), "duplicated value(s), e.g. 1"),
         (pl.DataFrame({"id": [1], "name": [[1]], "age": [1]}), "column 'name' has type List"),
@@ -57,6 +59,14 @@ def test_missing_and_non_parquet_files(tmp_path: Path) -> None:
     bad.write_text("id,name\n1,a\n")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         read_records(bad, CONFIG)
+
+
+def test_truncated_parquet(tmp_path: Path) -> None:
+    good = _write(tmp_path, pl.DataFrame({"id": range(1000), "name": ["a"] * 1000, "age": [1] * 1000}))
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(InputError, match=f"{cut}: not a readable Parquet file"):
+        read_records(cut, CONFIG)
 
 
 def test_atomic_writes_leave_no_partial_file(tmp_path: Path) -> None:
@@ -87,7 +97,9 @@ def test_replace_directory_keeps_old_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
+def test_output_dir_that_is_a_file_or_cannot_be_created(tmp_path: Path) -> None:
     (tmp_path / "out").write_text("x")
     with pytest.raises(OutputError, match="not a directory"):
         prepare_output_dir(tmp_path / "out")
+    with pytest.raises(OutputError, match=f"cannot create output directory {tmp_path / 'out' / 'sub'}"):
+        prepare_output_dir(tmp_path / "out" / "sub")  # a file in the way: unwritable even for root

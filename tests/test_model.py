@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from dedup.blocking import block
 from dedup.config import DedupConfig, FieldKind
@@ -55,6 +59,34 @@ def test_load_rejects_other_config_and_tampering(trained, tmp_path: Path) -> Non
         DedupModel.load(path)
     with pytest.raises(ModelError, match="not a dedup model directory"):
         DedupModel.load(tmp_path / "nowhere")
+
+
+def test_other_format_version_is_refused(trained, tmp_path: Path) -> None:
+    model, _, _ = trained
+    path = model.save(tmp_path / "m")
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelError, match="model format 99 is not supported"):
+        DedupModel.load(path)
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious pickle would run on load
+        return (Path.touch, (Path(os.environ["DEDUP_TEST_MARKER"]),))
+
+
+def test_pickled_code_in_weights_is_never_executed(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _, _ = trained
+    path = model.save(tmp_path / "m")
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("DEDUP_TEST_MARKER", str(marker))
+    torch.save({"towers.name.bag.weight": _Payload()}, path / "encoder.pt")
+    meta = json.loads((path / "meta.json").read_text())  # a careful attacker fixes the checksum too
+    meta["encoder_sha256"] = hashlib.sha256((path / "encoder.pt").read_bytes()).hexdigest()
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="cannot load encoder weights"):
+        DedupModel.load(path)
+    assert not marker.exists()
 
 
 def test_supervised_fit_with_labels(febrl1: pl.DataFrame, tiny_config: DedupConfig) -> None:
