@@ -37,16 +37,22 @@ def read_records(path: str | Path, config: DedupConfig) -> pl.DataFrame:
     Returns the full table (every column, input row order) with the field columns cast to
     strings. Raises ``InputError`` naming the file, column or rows when the contract is broken.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"input path is a directory, expected a Parquet file: {path}")
+    path = check_input_file(path)
     try:
         table = pl.read_parquet(path)
     except Exception as exc:  # polars raises several types for bad files
         raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     return validate_records(table, config, origin=str(path))
+
+
+def check_input_file(path: str | Path) -> Path:
+    """The input path, if it is an existing file; else the error ``read_records`` would give."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input path is a directory, expected a Parquet file: {path}")
+    return path
 
 
 def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<table>") -> pl.DataFrame:
@@ -110,6 +116,13 @@ def write_parquet(frame: pl.DataFrame | pa.Table, target: str | Path) -> Path:
     if isinstance(frame, pa.Table):
         frame = pl.from_arrow(frame)  # type: ignore[assignment]
     _atomic_write(target, lambda tmp: frame.write_parquet(tmp))  # type: ignore[union-attr]
+    return target
+
+
+def copy_file(source: str | Path, target: str | Path) -> Path:
+    """Copy a file atomically (the target never exists half-written)."""
+    target = Path(target)
+    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
     return target
 
 

@@ -25,13 +25,20 @@ from dedup.blocking import CandidatePairs, block, pairs_from_frame, pairs_to_fra
 from dedup.clustering import cluster_records
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
-from dedup.io import prepare_output_dir, read_records, swap_directory, write_json, write_parquet
+from dedup.io import (
+    copy_file,
+    prepare_output_dir,
+    read_records,
+    replace_directory,
+    swap_directory,
+    write_json,
+    write_parquet,
+)
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.scoring import score_pairs
 
 TEST_SHARE = 0.3  # share of labelled entities held out from training for the report's metrics
-OUTPUTS = ("pairs.parquet", "clusters.parquet")
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,9 @@ class Layout:
         return self.output / ".work"
 
     @property
-    def candidates(self) -> Path:
-        return self.work / "candidates.parquet"
-
-    @property
-    def candidates_meta(self) -> Path:
-        return self.work / "candidates.json"
+    def stages(self) -> Path:
+        """Content-addressed stage results the Prefect flow reuses across runs."""
+        return self.output / ".stages"
 
     @property
     def model(self) -> Path:
@@ -111,14 +115,14 @@ def train_labels(records: pl.DataFrame, config: DedupConfig) -> tuple[np.ndarray
 
 
 # ---- stages: files in, files out -----------------------------------------------------------
-def block_stage(input_path: str | Path, config: DedupConfig, output: str | Path) -> Path:
-    """Candidate pairs (row positions + first pass) to ``.work/candidates.parquet``."""
-    layout = Layout(Path(output))
+def block_stage(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
+    """Candidate pairs (row positions + first pass) to ``dest/candidates.parquet``."""
     records, normalised = load_input(input_path, config)
     pairs = block(records, normalised, config)
-    write_parquet(pairs_to_frame(pairs), layout.candidates)
-    write_json({"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts}, layout.candidates_meta)
-    return layout.candidates
+    target = Path(dest) / "candidates.parquet"
+    write_parquet(pairs_to_frame(pairs), target)
+    write_json({"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts}, target.with_suffix(".json"))
+    return target
 
 
 def load_candidates(path: str | Path) -> CandidatePairs:
@@ -137,43 +141,63 @@ def train_stage(input_path: str | Path, config: DedupConfig, candidates: str | P
 
 
 def score_stage(
-    input_path: str | Path, config: DedupConfig, model_dir: str | Path, candidates: str | Path, output: str | Path
+    input_path: str | Path, config: DedupConfig, model_dir: str | Path, candidates: str | Path, dest: str | Path
 ) -> Path:
-    """Encode every record once, score every candidate pair, write ``.work/pairs.parquet``."""
+    """Encode every record once, score every candidate pair, write ``dest/pairs.parquet``."""
     records, normalised = load_input(input_path, config)
     model = DedupModel.load(model_dir, expect=config)
     start = time.perf_counter()
     embeddings = model.embed(normalised)
     encode_seconds = time.perf_counter() - start
     scored = score_pairs(model, records, embeddings, load_candidates(candidates))
-    write_json({"encode": round(encode_seconds, 4)}, Layout(Path(output)).work / "score_timings.json")
+    write_json({"encode": round(encode_seconds, 4)}, Path(dest) / "score_timings.json")
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
-    return write_parquet(scored, Layout(Path(output)).work / "pairs.parquet")
+    return write_parquet(scored, Path(dest) / "pairs.parquet")
 
 
 def cluster_stage(
-    input_path: str | Path, config: DedupConfig, candidates: str | Path, pairs_path: str | Path, output: str | Path
+    input_path: str | Path, config: DedupConfig, candidates: str | Path, pairs_path: str | Path, dest: str | Path
 ) -> Path:
-    """Connected components over matches; every input row with its cluster to ``.work/clusters.parquet``."""
+    """Clusters from the scored pairs: every input row with its cluster to ``dest/clusters.parquet``."""
     records = read_records(input_path, config)
     pairs = load_candidates(candidates)
     probability = pl.read_parquet(pairs_path, columns=["match_probability"])["match_probability"].to_numpy()
     clusters = cluster_records(
         records, config.id_column, pairs.left, pairs.right, probability, config.threshold, config.clustering
     )
-    return write_parquet(clusters, Layout(Path(output)).work / "clusters.parquet")
+    return write_parquet(clusters, Path(dest) / "clusters.parquet")
+
+
+@dataclass(frozen=True)
+class StageFiles:
+    """The files one run's stages produced (under ``.work/`` for the CLI, ``.stages/`` for the flow)."""
+
+    candidates: Path
+    pairs: Path
+    clusters: Path
+    model: Path
+    publish_model: bool  # True when the model was trained by this run and belongs in OUTPUT/model
 
 
 def report_stage(
-    input_path: str | Path, config: DedupConfig, output: str | Path, timings: dict[str, float], model_dir: str | Path
+    input_path: str | Path,
+    config: DedupConfig,
+    output: str | Path,
+    timings: dict[str, float],
+    files: StageFiles,
+    keep_sources: bool = False,
 ) -> dict[str, Any]:
-    """Counts, blocking passes, timings and (with labels) held-out metrics; publishes the run."""
+    """Counts, blocking passes, timings and (with labels) held-out metrics; publishes the run.
+
+    ``keep_sources`` copies the stage files into place instead of moving them (the flow keeps
+    them as its cache).
+    """
     layout = Layout(Path(output))
     records = read_records(input_path, config)
-    pairs = load_candidates(layout.candidates)
-    scored = pl.read_parquet(layout.work / "pairs.parquet")
-    clusters = pl.read_parquet(layout.work / "clusters.parquet")
-    inner = layout.work / "score_timings.json"
+    pairs = load_candidates(files.candidates)
+    scored = pl.read_parquet(files.pairs)
+    clusters = pl.read_parquet(files.clusters)
+    inner = files.pairs.with_name("score_timings.json")
     if inner.exists():  # the score stage encodes first: report the two parts separately
         encode = json.loads(inner.read_text())["encode"]
         timings = {**timings, "encode": encode}
@@ -181,18 +205,23 @@ def report_stage(
             timings["score"] = round(max(timings["score"] - encode, 0.0), 4)
     report = summarise(config, records, pairs, scored, clusters, timings)
     report["input"] = str(input_path)
-    trained = Path(model_dir) == layout.new_model
-    report["model"] = str(layout.model if trained else model_dir)
-    publish(layout, report, trained)
+    report["model"] = str(layout.model if files.publish_model else files.model)
+    publish(layout, report, files, keep_sources)
     return report
 
 
-def publish(layout: Layout, report: dict[str, Any], trained: bool) -> None:
-    """Move the finished outputs into place (atomic renames), then the report, then clean up."""
-    if trained:
-        swap_directory(layout.new_model, layout.model)
-    for name in OUTPUTS:
-        os.replace(layout.work / name, layout.output / name)
+def publish(layout: Layout, report: dict[str, Any], files: StageFiles, keep_sources: bool) -> None:
+    """Put the finished outputs in place (each by an atomic rename), the report last, then clean up."""
+    if files.publish_model:
+        if keep_sources:
+            replace_directory(lambda tmp: shutil.copytree(files.model, tmp, dirs_exist_ok=True), layout.model)
+        else:
+            swap_directory(files.model, layout.model)
+    for source, name in ((files.pairs, "pairs.parquet"), (files.clusters, "clusters.parquet")):
+        if keep_sources:
+            copy_file(source, layout.output / name)
+        else:
+            os.replace(source, layout.output / name)
     write_json(report, layout.output / "report.json")
     shutil.rmtree(layout.work, ignore_errors=True)
 
@@ -252,14 +281,15 @@ def run(
     with timings.stage("read"):
         load_input(input_path, config)
     with timings.stage("block"):
-        candidates = block_stage(input_path, config, layout.output)
+        candidates = block_stage(input_path, config, layout.work)
     model_dir = Path(model_path) if model_path else layout.new_model
     if model_path is None:
         with timings.stage("train"):
             train_stage(input_path, config, candidates, model_dir)
     with timings.stage("score"):
-        pairs_path = score_stage(input_path, config, model_dir, candidates, layout.output)
+        pairs_path = score_stage(input_path, config, model_dir, candidates, layout.work)
     with timings.stage("cluster"):
-        cluster_stage(input_path, config, candidates, pairs_path, layout.output)
+        clusters_path = cluster_stage(input_path, config, candidates, pairs_path, layout.work)
     with timings.stage("report"):
-        return report_stage(input_path, config, layout.output, timings.seconds, model_dir)
+        files = StageFiles(candidates, pairs_path, clusters_path, model_dir, publish_model=model_path is None)
+        return report_stage(input_path, config, layout.output, timings.seconds, files)

@@ -1,88 +1,129 @@
-"""The ``deduplicate`` Prefect flow: one task per pipeline stage, passing file paths.
+"""The ``deduplicate`` flow: read, block, score with the latest model (or train one), cluster, write.
 
-Runs without a server (``python -m flows.deduplicate --input ... --config ... --output ...``
-starts a temporary local one) and as a deployment. All work happens in ``dedup.pipeline``.
+Runs without a server (``python -m flows.deduplicate --input ... --config ... --output ...``) and
+as the scheduled deployment in ``prefect.yaml``. All work happens in ``dedup``; this file only
+decides the order, where stage results live, and what to show in the Prefect UI.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+import polars as pl
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from dedup import pipeline
+from dedup import pipeline, registry
 from dedup.config import DedupConfig, load_config
+from dedup.fingerprint import config_digest, file_digest, stage_key
+from dedup.io import check_input_file
+from dedup.summary import largest_clusters, report_markdown
+from flows.tasks import StageClock, block, cluster, report, score, train
 
 
-@task(retries=2, retry_delay_seconds=2)
-def block(input_path: str, config: DedupConfig, output: str) -> str:
-    return str(pipeline.block_stage(input_path, config, output))
+def _model_fingerprint(model_dir: str | Path) -> str:
+    return json.loads((Path(model_dir) / "meta.json").read_text())["encoder_sha256"]
 
 
-@task
-def train(input_path: str, config: DedupConfig, candidates: str, model_dir: str) -> str:
-    return str(pipeline.train_stage(input_path, config, candidates, model_dir))
-
-
-@task(retries=2, retry_delay_seconds=2)
-def score(input_path: str, config: DedupConfig, model_dir: str, candidates: str, output: str) -> str:
-    return str(pipeline.score_stage(input_path, config, model_dir, candidates, output))
-
-
-@task(retries=2, retry_delay_seconds=2)
-def cluster(input_path: str, config: DedupConfig, candidates: str, pairs: str, output: str) -> str:
-    return str(pipeline.cluster_stage(input_path, config, candidates, pairs, output))
-
-
-@task(retries=2, retry_delay_seconds=2)
-def report(input_path: str, config: DedupConfig, output: str, timings: dict[str, float], model_dir: str) -> dict:
-    return pipeline.report_stage(input_path, config, output, timings, model_dir)
+def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path) -> None:
+    """A markdown report and a table of the largest clusters on the flow run."""
+    create_markdown_artifact(
+        key="dedup-report",
+        markdown=report_markdown(result, title=f"dedup: {output}"),
+        description="Counts, blocking passes, stage timings and metrics of this run",
+    )
+    clusters = pl.read_parquet(output / "clusters.parquet")
+    rows = largest_clusters(clusters, config.field_names)
+    create_table_artifact(
+        key="dedup-largest-clusters",
+        table=rows or [{"cluster_id": "(none)", "size": 0}],
+        description="The largest duplicate clusters and their distinct field values",
+    )
 
 
 @flow(name="deduplicate", log_prints=True)
-def deduplicate(input_path: str, config_path: str, output: str, model: str | None = None) -> dict[str, Any]:
-    """Read, block, train (unless ``model`` is given), score, cluster and write one Parquet file."""
+def deduplicate(
+    input_path: str = "data/febrl3.parquet",
+    config_path: str = "data/febrl3.yaml",
+    output: str = "out/deduplicate",
+    models_dir: str | None = None,
+    model_name: str = "default",
+    retrain: bool = False,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Deduplicate one Parquet file.
+
+    The model is ``model`` if given; else the latest version of ``model_name`` under
+    ``models_dir`` unless ``retrain``; else one trained on the input (registered as a new version
+    when ``models_dir`` is set, otherwise written to ``OUTPUT/model``).
+    """
     logger = get_run_logger()
     config = load_config(config_path)
-    out = pipeline.start(output).output
-    timings: dict[str, float] = {}
+    layout = pipeline.start(output)
+    clock = StageClock()
+    input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
+    candidates = clock("block", block, input_path, config, str(layout.stages / f"block-{input_key}"))
 
-    def timed(name: str, fn: Any, *args: Any) -> Any:
-        start = time.perf_counter()
-        result = fn(*args)
-        timings[name] = round(time.perf_counter() - start, 4)
-        logger.info("%s done in %.2fs", name, timings[name])
-        return result
+    publish_model = False
+    if model is not None:
+        model_dir = model
+    elif models_dir and not retrain and (found := registry.latest(models_dir, model_name)) is not None:
+        model_dir = str(found)
+        logger.info("using model %s", model_dir)
+    else:
+        train_key = stage_key("train", input_key)
+        trained = clock("train", train, input_path, config, candidates, str(layout.stages / f"train-{train_key}"))
+        if models_dir:
+            model_dir = str(registry.register(models_dir, model_name, trained, train_key))
+            logger.info("registered model %s", model_dir)
+        else:
+            model_dir, publish_model = trained, True
 
-    candidates = timed("block", block, input_path, config, str(out))
-    model_dir = model or str(pipeline.Layout(out).new_model)  # published only if the run succeeds
-    if model is None:
-        timed("train", train, input_path, config, candidates, model_dir)
-    pairs = timed("score", score, input_path, config, model_dir, candidates, str(out))
-    timed("cluster", cluster, input_path, config, candidates, pairs, str(out))
-    result = report(input_path, config, str(out), timings, model_dir)
+    score_key = stage_key("score", input_key, _model_fingerprint(model_dir))
+    pairs = clock("score", score, input_path, config, model_dir, candidates, str(layout.stages / f"score-{score_key}"))
+    cluster_key = stage_key("cluster", score_key)
+    clusters = clock(
+        "cluster", cluster, input_path, config, candidates, pairs, str(layout.stages / f"cluster-{cluster_key}")
+    )
+
+    files = pipeline.StageFiles(Path(candidates), Path(pairs), Path(clusters), Path(model_dir), publish_model)
+    result = report(input_path, config, str(layout.output), clock.seconds, files)
+    publish_artifacts(result, config, layout.output)
     counts = result["counts"]
     logger.info(
-        "%d records -> %d clusters (%d with duplicates)",
+        "%d records -> %d clusters (%d with duplicates, largest %d); wrote %s",
         counts["records"],
         counts["clusters"],
         counts["duplicate_clusters"],
+        counts["largest_cluster"],
+        layout.output,
     )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the deduplicate flow locally.")
+    parser = argparse.ArgumentParser(description="Run the deduplicate flow locally (no server needed).")
     parser.add_argument("--input", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--models-dir", default=None, help="versioned models; the latest is used if present")
+    parser.add_argument("--model-name", default="default")
+    parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--model", default=None, help="a saved model directory to use")
     args = parser.parse_args(argv)
-    deduplicate(str(Path(args.input)), str(Path(args.config)), str(Path(args.output)), args.model)
+    deduplicate(
+        str(Path(args.input)),
+        str(Path(args.config)),
+        str(Path(args.output)),
+        args.models_dir,
+        args.model_name,
+        args.retrain,
+        args.model,
+    )
     return 0
 
 

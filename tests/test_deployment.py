@@ -1,0 +1,145 @@
+"""End to end against a real Prefect server: deploy prefect.yaml, trigger a run, let a worker run it.
+
+Starts `prefect server start` on 127.0.0.1 (free port, temporary PREFECT_HOME), creates the
+process work pool, runs `prefect deploy --all` from the repo root, checks both deployments and
+their schedules, triggers `deduplicate/nightly` with a small input, runs a worker until the flow
+run finishes, and checks the state, the output Parquet and the markdown artifact. Every process
+it starts is stopped. Select or skip it with `-m deployment` / `-m "not deployment"`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from dedup.evaluation import evaluate_output
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.deployment
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group twice (a worker ignores the first), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PWD": str(ROOT),  # prefect.yaml's pull step is `{{ $PWD }}`, as in a shell at the repo root
+    }
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        else:
+            pytest.fail("prefect server did not become healthy in 120 s")
+        yield env
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
+    done = subprocess.run(
+        [str(BIN / "prefect"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_scheduled_deployment_runs_on_a_worker(
+    server: dict[str, str], febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    env, api = server, server["PREFECT_API_URL"]
+    _prefect(env, "work-pool", "create", "dedup-pool", "--type", "process")
+    _prefect(env, "--no-prompt", "deploy", "--all")
+
+    nightly = httpx.get(f"{api}/deployments/name/deduplicate/nightly").json()
+    weekly = httpx.get(f"{api}/deployments/name/train-encoder/weekly").json()
+    assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
+    assert [s["schedule"]["cron"] for s in weekly["schedules"]] == ["0 3 * * 0"]
+    assert nightly["work_pool_name"] == "dedup-pool" and nightly["parameters"]["input_path"] == "data/febrl3.parquet"
+
+    out, models = tmp_path / "out", tmp_path / "models"
+    started = _prefect(
+        env, "deployment", "run", "deduplicate/nightly",
+        "--param", f"input_path={febrl1_file}", "--param", f"config_path={tiny_config_file}",
+        "--param", f"output={out}", "--param", f"models_dir={models}",
+    )
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
+
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "dedup-pool"],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        state = None
+        while time.time() < deadline:
+            state = httpx.get(f"{api}/flow_runs/{run_id}").json()["state"]
+            if state and state["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                break
+            time.sleep(2)
+    finally:
+        _stop(worker)
+        log.close()
+    assert state is not None and state["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
+
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    assert clusters.height == 1000 and {"cluster_id", "cluster_size"} <= set(clusters.columns)
+    assert evaluate_output(out, febrl1_file, "cluster")["cluster_pairs"]["f1"] >= 0.97
+    assert (models / "febrl3" / "LATEST").is_file()  # no model yet, so one was trained and registered
+
+    artifacts = httpx.post(f"{api}/artifacts/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+    report = [a for a in artifacts if a["key"] == "dedup-report"]
+    assert report and report[0]["type"] == "markdown" and "1,000" in report[0]["data"]
