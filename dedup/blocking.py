@@ -9,16 +9,28 @@ integer row-position arrays with ``left < right``; a pair found by several passe
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import recordlinkage
+import torch
+from recordlinkage.base import BaseIndexAlgorithm
 from recordlinkage.index import Block, SortedNeighbourhood
 from recordlinkage.preprocessing import phonetic
 
-from dedup.config import BlockingPass, DedupConfig, ExactPass, FieldKind, KeyExpression
+from dedup.config import (
+    BlockingPass,
+    DedupConfig,
+    EmbeddingPass,
+    ExactPass,
+    FieldKind,
+    KeyExpression,
+    SortedNeighbourhoodPass,
+)
+from dedup.errors import BlockingError
 from dedup.normalise import normalise_expr
 
 
@@ -34,11 +46,6 @@ class CandidatePairs:
 
     def __len__(self) -> int:
         return int(self.left.shape[0])
-
-    @classmethod
-    def from_arrays(cls, left: np.ndarray, right: np.ndarray, name: str = "given") -> CandidatePairs:
-        """Pairs from two index arrays (order within a pair and duplicates don't matter)."""
-        return union_pairs([(np.asarray(left), np.asarray(right))], (name,))
 
 
 def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpression) -> pl.Series:
@@ -58,30 +65,147 @@ def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpressi
     return base.replace("", None).alias(key.text)
 
 
-def _pass_keys(p: BlockingPass) -> tuple[KeyExpression, ...]:
+def _pass_keys(p: ExactPass | SortedNeighbourhoodPass) -> tuple[KeyExpression, ...]:
     return p.on if isinstance(p, ExactPass) else (p.key, *p.block_on)
 
 
+def _key_frame(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass | SortedNeighbourhoodPass) -> pl.DataFrame:
+    """One column per key (k0, k1, ...) and the row position, for records with every key present."""
+    columns = {f"k{i}": key_values(records, normalised, k) for i, k in enumerate(_pass_keys(p))}
+    return pl.DataFrame(columns).with_row_index("_row").drop_nulls()
+
+
+@dataclass(frozen=True)
+class PassEstimate:
+    """How many pairs a pass will make, known before it runs (from key value counts)."""
+
+    pairs: int
+    largest_block: int
+    top_blocks: tuple[str, ...]  # the key values of the largest blocks, for error messages
+
+
+def estimate_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -> PassEstimate:
+    """Exact pair count of a block pass, upper bound for sorted neighbourhood, n*k for embedding."""
+    if isinstance(p, EmbeddingPass):
+        return PassEstimate(records.height * min(p.k, max(records.height - 1, 0)), p.k + 1, ())
+    frame = _key_frame(records, normalised, p)
+    keys = [c for c in frame.columns if c != "_row"]
+    if isinstance(p, SortedNeighbourhoodPass):
+        keys = keys[1:]  # within each block_on group, pairs come from the sorted window
+        groups = frame.group_by([*keys, "k0"]).len().sort([*keys, "k0"])
+        counts = groups["len"].to_numpy().astype(np.float64)
+        pairs = (counts * (counts - 1) / 2).sum()
+        for d in range(1, (p.window - 1) // 2 + 1):  # neighbouring distinct keys (an upper bound with block_on)
+            pairs += (counts[:-d] * counts[d:]).sum()
+    else:
+        groups = frame.group_by(keys).len()
+        counts = groups["len"].to_numpy().astype(np.float64)
+        pairs = (counts * (counts - 1) / 2).sum()
+    if groups.height == 0:
+        return PassEstimate(0, 0, ())
+    top = groups.sort("len", descending=True).head(3)
+    values = tuple(
+        "/".join(str(v) for v in row[:-1]) + f" ({row[-1]} records)"
+        for row in top.select([c for c in top.columns if c != "len"] + ["len"]).iter_rows()
+    )
+    return PassEstimate(int(pairs), int(counts.max()), values)
+
+
+def guard_pass(estimate: PassEstimate, p: BlockingPass, limit: int) -> None:
+    """Refuse a pass that would make more than ``limit`` pairs, before it runs out of memory."""
+    if estimate.pairs > limit:
+        raise BlockingError(
+            f"blocking pass {p.name} would produce {estimate.pairs:,} candidate pairs, more than the limit "
+            f"{limit:,} (blocking_max_pairs); largest blocks: {', '.join(estimate.top_blocks)}. "
+            f"Add a key to this pass or remove it."
+        )
+
+
 def run_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -> tuple[np.ndarray, np.ndarray]:
-    """Row-position pairs (unordered, possibly unsorted) produced by one pass."""
-    keys = _pass_keys(p)
-    columns = {f"k{i}": key_values(records, normalised, k) for i, k in enumerate(keys)}
-    frame = pl.DataFrame(columns).with_row_index("_row").drop_nulls()
+    """Row-position pairs (unordered, possibly unsorted) produced by one rule pass."""
+    if isinstance(p, EmbeddingPass):
+        return np.empty(0, np.int64), np.empty(0, np.int64)  # needs a trained encoder: see add_embedding_passes
+    frame = _key_frame(records, normalised, p)
     if frame.height < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=False)
     pdf.index = pd.Index(frame["_row"].to_numpy().astype(np.int64))
-    names = list(columns)
+    names = list(pdf.columns)
     indexer = recordlinkage.Index()
     if isinstance(p, ExactPass):
         indexer.add(Block(left_on=names))
     else:
         indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window, block_left_on=names[1:]))
-    pairs = indexer.index(pdf)
+    return _index_arrays(indexer.index(pdf))
+
+
+def _index_arrays(pairs: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:
     return (
         np.asarray(pairs.get_level_values(0), dtype=np.int64),
         np.asarray(pairs.get_level_values(1), dtype=np.int64),
     )
+
+
+class EmbeddingNeighbours(BaseIndexAlgorithm):
+    """recordlinkage index algorithm: each record's ``k`` nearest neighbours by cosine.
+
+    ``vectors`` holds one unit-norm vector per row position (``record_vectors``); the frames
+    passed to ``index`` are indexed by row position, as in ``run_pass``. Exact top-k in chunks of
+    queries with torch matrix products: no loop per record, memory ``chunk * n`` floats.
+    """
+
+    def __init__(self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None, chunk: int = 2048):
+        super().__init__()
+        self.vectors, self.k, self.min_similarity, self.chunk = vectors, k, min_similarity, chunk
+
+    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
+        rows_a = np.asarray(df_a.index, dtype=np.int64)
+        rows_b = np.asarray(df_b.index, dtype=np.int64)
+        left, right = nearest_neighbours(
+            self.vectors[rows_a],
+            self.vectors[rows_b],
+            self.k,
+            self.min_similarity,
+            self.chunk,
+            exclude_self=df_a is df_b,
+        )
+        return pd.MultiIndex.from_arrays([rows_a[left], rows_b[right]])
+
+    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
+        return self._link_index(df_a, df_a)
+
+
+def nearest_neighbours(
+    queries: np.ndarray, base: np.ndarray, k: int, min_similarity: float | None, chunk: int, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, base index) of each query's k most similar base vectors."""
+    k = min(k, len(base) - (1 if exclude_self else 0))
+    if k <= 0 or len(queries) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    base_t = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
+    lefts, rights = [], []
+    with torch.inference_mode():
+        for start in range(0, len(queries), chunk):
+            q = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32))
+            sims = q @ base_t.T
+            if exclude_self:
+                idx = torch.arange(len(q))
+                sims[idx, idx + start] = -torch.inf
+            values, cols = torch.topk(sims, k, dim=1)
+            rows = torch.arange(len(q))[:, None].expand_as(cols) + start
+            keep = torch.isfinite(values)
+            if min_similarity is not None:
+                keep &= values >= min_similarity
+            lefts.append(rows[keep].numpy())
+            rights.append(cols[keep].numpy())
+    return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
+
+
+def record_vectors(vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """One unit vector per record: its field embeddings side by side (nulls are zeros)."""
+    joined = np.concatenate([vectors[f] for f in vectors], axis=1)
+    norms = np.linalg.norm(joined, axis=1, keepdims=True)
+    return joined / np.maximum(norms, 1e-12)
 
 
 def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> CandidatePairs:
@@ -92,29 +216,75 @@ def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str,
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         keep = lo != hi
         lo, hi = lo[keep], hi[keep]
+        if len(lo):
+            code = np.unique(lo * (int(hi.max()) + 1) + hi, return_index=True)[1]
+            lo, hi = lo[code], hi[code]  # a pass may find a pair twice (kNN: i->j and j->i)
         counts.append(int(lo.shape[0]))
         lefts.append(lo)
         rights.append(hi)
         passes.append(np.full(lo.shape[0], i, dtype=np.int16))
-    left = np.concatenate(lefts) if lefts else np.empty(0, np.int64)
-    right = np.concatenate(rights) if rights else np.empty(0, np.int64)
-    pass_index = np.concatenate(passes) if passes else np.empty(0, np.int16)
+    return _first_pass(
+        np.concatenate(lefts) if lefts else np.empty(0, np.int64),
+        np.concatenate(rights) if rights else np.empty(0, np.int64),
+        np.concatenate(passes) if passes else np.empty(0, np.int16),
+        names,
+        tuple(counts),
+    )
+
+
+def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
+    order = np.argsort(pass_index, kind="stable")  # earliest pass first, so unique keeps it
+    left, right, pass_index = left[order], right[order], pass_index[order]
     width = int(right.max()) + 1 if right.size else 1
-    codes = left * width + right
-    _, first = np.unique(codes, return_index=True)  # first occurrence = earliest pass
+    _, first = np.unique(left * width + right, return_index=True)
     return CandidatePairs(
-        left=left[first],
-        right=right[first],
-        pass_index=pass_index[first],
-        pass_names=names,
-        pass_counts=tuple(counts),
+        left=left[first], right=right[first], pass_index=pass_index[first], pass_names=names, pass_counts=counts
     )
 
 
 def block(records: pl.DataFrame, normalised: pl.DataFrame, config: DedupConfig) -> CandidatePairs:
-    """Run every configured pass and union the candidate pairs."""
-    per_pass = [run_pass(records, normalised, p) for p in config.blocking]
-    return union_pairs(per_pass, tuple(p.name for p in config.blocking))
+    """Run every rule pass (embedding passes come later, with a trained encoder) and union them.
+
+    A configured pass that would exceed ``blocking_max_pairs`` is an error; a default pass
+    (none configured) that would is skipped with a warning.
+    """
+    per_pass = []
+    for p in config.passes:
+        try:
+            guard_pass(estimate_pass(records, normalised, p), p, config.blocking_max_pairs)
+        except BlockingError as exc:
+            if config.blocking is not None:
+                raise
+            warnings.warn(f"skipping default {exc}", stacklevel=2)
+            per_pass.append((np.empty(0, np.int64), np.empty(0, np.int64)))
+            continue
+        per_pass.append(run_pass(records, normalised, p))
+    return union_pairs(per_pass, tuple(p.name for p in config.passes))
+
+
+def has_embedding_pass(config: DedupConfig) -> bool:
+    return any(isinstance(p, EmbeddingPass) for p in config.passes)
+
+
+def add_embedding_passes(pairs: CandidatePairs, config: DedupConfig, vectors: np.ndarray) -> CandidatePairs:
+    """Add the embedding passes' pairs to rule-pass candidates, keeping config order for ties."""
+    if not has_embedding_pass(config):
+        return pairs
+    frame = pd.DataFrame(index=pd.RangeIndex(len(vectors)))
+    lefts, rights, passes = [pairs.left], [pairs.right], [pairs.pass_index]
+    counts = list(pairs.pass_counts)
+    for i, p in enumerate(config.passes):
+        if isinstance(p, EmbeddingPass):
+            indexer = recordlinkage.Index()
+            indexer.add(EmbeddingNeighbours(vectors, p.k, p.min_similarity))
+            found = union_pairs([_index_arrays(indexer.index(frame))], (p.name,))
+            lefts.append(found.left)
+            rights.append(found.right)
+            passes.append(np.full(len(found), i, dtype=np.int16))
+            counts[i] = len(found)
+    return _first_pass(
+        np.concatenate(lefts), np.concatenate(rights), np.concatenate(passes), pairs.pass_names, tuple(counts)
+    )
 
 
 def pairs_to_frame(pairs: CandidatePairs) -> pl.DataFrame:
@@ -129,3 +299,74 @@ def pairs_from_frame(frame: pl.DataFrame, pass_names: tuple[str, ...]) -> Candid
         pass_index=frame["pass_index"].to_numpy().astype(np.int16),
         pass_names=pass_names,
     )
+
+
+@dataclass
+class PassAnalysis:
+    """What one pass contributes: its own pairs, the new ones, its largest block, and recall."""
+
+    name: str
+    pairs: int
+    new_pairs: int
+    largest_block: int
+    refused: str | None = None  # why the pass was not run (over blocking_max_pairs)
+    pair_completeness: float | None = None  # share of true pairs this pass finds on its own
+    cumulative_completeness: float | None = None  # ... together with the passes before it
+
+
+def analyse_blocking(
+    records: pl.DataFrame,
+    normalised: pl.DataFrame,
+    config: DedupConfig,
+    truth: np.ndarray | None = None,
+    vectors: np.ndarray | None = None,
+) -> tuple[list[PassAnalysis], dict[str, float]]:
+    """Per-pass analysis (``dedup blocking``) and overall figures; ``truth`` is an entity per row.
+
+    Embedding passes need ``vectors`` (``record_vectors`` of a trained model's embeddings).
+    """
+    n = records.height
+    width = max(n, 1)
+    true_codes = _true_pair_codes(truth, width) if truth is not None else None
+    seen = np.empty(0, np.int64)
+    rows: list[PassAnalysis] = []
+    for p in config.passes:
+        estimate = estimate_pass(records, normalised, p)
+        try:
+            guard_pass(estimate, p, config.blocking_max_pairs)
+        except BlockingError as exc:
+            rows.append(PassAnalysis(p.name, 0, 0, estimate.largest_block, refused=str(exc)))
+            continue
+        if isinstance(p, EmbeddingPass):
+            if vectors is None:
+                rows.append(PassAnalysis(p.name, 0, 0, 0, refused="needs a trained model (--model)"))
+                continue
+            a, b = nearest_neighbours(vectors, vectors, p.k, p.min_similarity, 2048, exclude_self=True)
+        else:
+            a, b = run_pass(records, normalised, p)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        codes = np.unique((lo * width + hi)[lo != hi])
+        new = codes[~np.isin(codes, seen, assume_unique=True)]
+        seen = np.union1d(seen, codes)
+        row = PassAnalysis(p.name, len(codes), len(new), estimate.largest_block)
+        if true_codes is not None and len(true_codes):
+            row.pair_completeness = float(np.isin(true_codes, codes).mean())
+            row.cumulative_completeness = float(np.isin(true_codes, seen).mean())
+        rows.append(row)
+    total = n * (n - 1) / 2
+    overall = {
+        "candidate_pairs": float(len(seen)),
+        "pairs_per_record": len(seen) / max(n, 1),
+        "reduction_ratio": 1 - len(seen) / total if total else 0.0,
+    }
+    if true_codes is not None:
+        overall["true_pairs"] = float(len(true_codes))
+        overall["pair_completeness"] = float(np.isin(true_codes, seen).mean()) if len(true_codes) else 1.0
+    return rows, overall
+
+
+def _true_pair_codes(truth: np.ndarray, width: int) -> np.ndarray:
+    """Codes ``left * width + right`` of every pair of rows sharing an entity (vectorised)."""
+    frame = pl.DataFrame({"t": truth, "row": np.arange(len(truth))}).drop_nulls("t")
+    pairs = frame.join(frame, on="t", suffix="_r").filter(pl.col("row") < pl.col("row_r"))
+    return np.sort(pairs["row"].to_numpy().astype(np.int64) * width + pairs["row_r"].to_numpy())

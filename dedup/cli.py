@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", required=True, help="output directory")
     run.add_argument("--model", default=None, help="saved model directory to reuse instead of training")
 
+    blocking = sub.add_parser("blocking", help="what each blocking pass contributes (pairs, new pairs, recall)")
+    blocking.add_argument("input", help="input Parquet file")
+    blocking.add_argument("--config", required=True)
+    blocking.add_argument("--model", default=None, help="model for embedding passes (else one is trained)")
+    blocking.add_argument("--label-column", default=None, help="true entity column, for pair completeness")
+
     evaluate = sub.add_parser("evaluate", help="compare a run's output with ground-truth labels")
     evaluate.add_argument("output", help="output directory of `dedup run`")
     evaluate.add_argument("--truth", required=True, help="Parquet file with the id and label columns")
@@ -66,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run(args.input, args.config, args.output, model_path=args.model)
             _print_run(report)
             print(f"wrote {args.output}/clusters.parquet, pairs.parquet, report.json")
+        elif args.command == "blocking":
+            from dedup.analysis import blocking_report
+
+            print(blocking_report(args.input, args.config, args.model, args.label_column))
         else:
             from dedup.evaluation import evaluate_output
 

@@ -103,7 +103,21 @@ class SortedNeighbourhoodPass(BaseModel):
         return f"sorted_neighbourhood({self.key.text}, window={self.window}{suffix})"
 
 
-BlockingPass = ExactPass | SortedNeighbourhoodPass
+class EmbeddingPass(BaseModel):
+    """Each record's ``k`` nearest neighbours by cosine of its field embeddings (learned blocking)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int = Field(10, ge=1, le=1000)
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
+
+    @property
+    def name(self) -> str:
+        floor = "" if self.min_similarity is None else f", min_similarity={self.min_similarity}"
+        return f"embedding(k={self.k}{floor})"
+
+
+BlockingPass = ExactPass | SortedNeighbourhoodPass | EmbeddingPass
 
 
 class TrainingConfig(BaseModel):
@@ -140,7 +154,8 @@ class DedupConfig(BaseModel):
 
     id_column: str
     fields: dict[str, FieldKind]
-    blocking: tuple[BlockingPass, ...]
+    blocking: tuple[BlockingPass, ...] | None = None  # None: passes chosen from the field kinds
+    blocking_max_pairs: int = Field(50_000_000, ge=1, description="refuse a pass that would make more pairs")
     label_column: str | None = None
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = 0
@@ -157,6 +172,8 @@ class DedupConfig(BaseModel):
     @field_validator("blocking", mode="before")
     @classmethod
     def _parse_blocking(cls, value: Any) -> Any:
+        if value is None:
+            return None
         if not isinstance(value, list | tuple) or not value:
             raise ValueError("blocking must be a non-empty list of passes")
         passes = []
@@ -179,12 +196,42 @@ class DedupConfig(BaseModel):
     def field_names(self) -> list[str]:
         return list(self.fields)
 
+    @property
+    def passes(self) -> tuple[BlockingPass, ...]:
+        """The blocking passes: as configured, or the defaults for these field kinds."""
+        return self.blocking if self.blocking is not None else default_passes(self.fields)
+
     def blocking_columns(self) -> set[str]:
         columns: set[str] = set()
-        for p in self.blocking:
-            keys = p.on if isinstance(p, ExactPass) else (p.key, *p.block_on)
-            columns.update(k.column for k in keys)
+        for p in self.passes:
+            if isinstance(p, ExactPass):
+                columns.update(k.column for k in p.on)
+            elif isinstance(p, SortedNeighbourhoodPass):
+                columns.update(k.column for k in (p.key, *p.block_on))
         return columns
+
+
+def default_passes(fields: dict[str, FieldKind]) -> tuple[BlockingPass, ...]:
+    """Blocking for a config that names none, from the field kinds (see README, "Blocking").
+
+    - all name fields equal; each name field's soundex with the first date's year (or alone);
+    - each date exactly; each text and code field exactly (emails, phones, ids);
+    - the 10 nearest neighbours of every record by its learned field embeddings.
+    Passes that would exceed ``blocking_max_pairs`` on the data are skipped with a warning.
+    """
+    names = [f for f, k in fields.items() if k is FieldKind.name]
+    dates = [f for f, k in fields.items() if k is FieldKind.date]
+    passes: list[BlockingPass] = []
+    if names:
+        passes.append(ExactPass(on=tuple(KeyExpression.parse(f) for f in names)))
+        for f in names:
+            keys = [f"soundex({f})"] + ([f"{dates[0]}[:4]"] if dates else [])
+            passes.append(ExactPass(on=tuple(KeyExpression.parse(k) for k in keys)))
+    for f, kind in fields.items():
+        if kind in (FieldKind.date, FieldKind.text, FieldKind.code):
+            passes.append(ExactPass(on=(KeyExpression.parse(f),)))
+    passes.append(EmbeddingPass(k=10))
+    return tuple(passes)
 
 
 def _parse_pass(item: Any, index: int) -> BlockingPass:
@@ -196,6 +243,13 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
         if not item:
             raise ValueError(f"blocking pass {index} is an empty list")
         return ExactPass(on=tuple(KeyExpression.parse(str(k)) for k in item))
+    if isinstance(item, dict) and "embedding" in item:
+        if set(item) != {"embedding"}:
+            raise ValueError(f"blocking pass {index}: unknown key(s) {sorted(set(item) - {'embedding'})}")
+        options = item["embedding"] or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"blocking pass {index}: expected {{embedding: {{k: 10}}}}, got {item!r}")
+        return EmbeddingPass(**options)
     if isinstance(item, dict) and "sorted_neighbourhood" in item:
         unknown = set(item) - {"sorted_neighbourhood", "window", "block_on"}
         if unknown:
@@ -278,9 +332,11 @@ def load_config(path: str | Path) -> DedupConfig:
 def config_to_yaml(config: DedupConfig) -> str:
     """Serialise a config back to the user-facing YAML form (used when saving models)."""
     passes: list[Any] = []
-    for p in config.blocking:
+    for p in config.blocking or ():
         if isinstance(p, ExactPass):
             passes.append([k.text for k in p.on])
+        elif isinstance(p, EmbeddingPass):
+            passes.append({"embedding": p.model_dump(exclude_none=True)})
         else:
             item: dict[str, Any] = {"sorted_neighbourhood": p.key.text, "window": p.window}
             if p.block_on:
@@ -289,12 +345,15 @@ def config_to_yaml(config: DedupConfig) -> str:
     data: dict[str, Any] = {
         "id_column": config.id_column,
         "fields": {f: k.value for f, k in config.fields.items()},
-        "blocking": passes,
         "threshold": config.threshold,
         "seed": config.seed,
         "clustering": config.clustering.model_dump(),
         "training": config.training.model_dump(),
     }
+    if config.blocking is not None:
+        data["blocking"] = passes
+    if config.blocking_max_pairs != 50_000_000:
+        data["blocking_max_pairs"] = config.blocking_max_pairs
     if config.label_column:
         data["label_column"] = config.label_column
     return yaml.safe_dump(data, sort_keys=False)

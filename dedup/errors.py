@@ -26,3 +26,7 @@ class ModelError(DedupError):
 
 class OutputError(DedupError):
     """The output directory cannot be written."""
+
+
+class BlockingError(DedupError):
+    """A blocking pass would produce more candidate pairs than the configured limit."""

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from dedup import __version__
-from dedup.blocking import CandidatePairs
+from dedup.blocking import CandidatePairs, add_embedding_passes, record_vectors
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt
@@ -40,11 +40,15 @@ class DedupModel:
 
     # ---- training -------------------------------------------------------------------------
     def fit(self, normalised: pl.DataFrame, pairs: CandidatePairs, labels: np.ndarray | None = None) -> DedupModel:
-        """Train on normalised records and their candidate pairs.
+        """Train on normalised records and their rule-pass candidate pairs.
 
         ``labels`` (optional, one entity label per record, None for records held out) switches
         to supervised training: positives and negatives come from labelled candidate pairs.
+        Embedding passes need an encoder, so the order is: encoder (self-supervised, no pairs
+        needed) -> embedding neighbours added to the candidates -> combiner and hard negatives
+        -> the final encoder's neighbours -> final combiner, fitted on the pairs scoring will see.
         """
+        rule_pairs = pairs
         cfg, settings = self.config, self.config.training
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -58,6 +62,7 @@ class DedupModel:
             examples = self._examples(encoder, normalised, rng, (left[same], right[same]), (left[~same], right[~same]))
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
             embeddings = embed_records(encoder, normalised)
+            left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
             sims = pair_similarities(embeddings, left, right)
             known = np.flatnonzero(np.not_equal(labels, None))
             u_sims = self._random_pair_similarities(embeddings, known, rng)
@@ -66,6 +71,7 @@ class DedupModel:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
+            pairs = self._complete(rule_pairs, embed_records(encoder, normalised))
             combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
             # self-training: confidently non-matching candidates become hard negatives
             embeddings = embed_records(encoder, normalised)
@@ -73,9 +79,17 @@ class DedupModel:
             hard = proba < 1 - CONFIDENT
             examples = self._examples(encoder, normalised, rng, None, (pairs.left[hard], pairs.right[hard]))
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
+            pairs = self._complete(rule_pairs, embed_records(encoder, normalised))
             combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
         self.encoder_, self.combiner_ = encoder, combiner
         return self
+
+    def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
+        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings.vectors))
+
+    def candidates(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
+        """The full candidate pairs: rule passes plus this model's embedding neighbours."""
+        return self._complete(rule_pairs, embeddings)
 
     def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
         return {

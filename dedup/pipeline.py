@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dedup.blocking import CandidatePairs, block, pairs_from_frame, pairs_to_frame
+from dedup.blocking import (
+    CandidatePairs,
+    block,
+    estimate_pass,
+    has_embedding_pass,
+    pairs_from_frame,
+    pairs_to_frame,
+)
 from dedup.clustering import cluster_records
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
@@ -118,11 +125,26 @@ def train_labels(records: pl.DataFrame, config: DedupConfig) -> tuple[np.ndarray
 def block_stage(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
     """Candidate pairs (row positions + first pass) to ``dest/candidates.parquet``."""
     records, normalised = load_input(input_path, config)
-    pairs = block(records, normalised, config)
-    target = Path(dest) / "candidates.parquet"
+    largest = [estimate_pass(records, normalised, p).largest_block for p in config.passes]
+    return save_candidates(block(records, normalised, config), Path(dest), largest)
+
+
+def save_candidates(pairs: CandidatePairs, dest: Path, largest_blocks: list[int] | None = None) -> Path:
+    target = dest / "candidates.parquet"
     write_parquet(pairs_to_frame(pairs), target)
-    write_json({"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts}, target.with_suffix(".json"))
+    meta = {"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts, "largest_blocks": largest_blocks}
+    write_json(meta, target.with_suffix(".json"))
     return target
+
+
+def largest_blocks(candidates: str | Path) -> list[int] | None:
+    return json.loads(Path(candidates).with_suffix(".json").read_text()).get("largest_blocks")
+
+
+def scored_candidates(pairs_path: str | Path, candidates: str | Path) -> Path:
+    """The candidates the score stage used: completed by embedding passes if it wrote them."""
+    completed = Path(pairs_path).with_name("candidates.parquet")
+    return completed if completed.exists() else Path(candidates)
 
 
 def load_candidates(path: str | Path) -> CandidatePairs:
@@ -149,7 +171,11 @@ def score_stage(
     start = time.perf_counter()
     embeddings = model.embed(normalised)
     encode_seconds = time.perf_counter() - start
-    scored = score_pairs(model, records, embeddings, load_candidates(candidates))
+    pairs = load_candidates(candidates)
+    if has_embedding_pass(config):  # the model's neighbours complete the rule passes' candidates
+        pairs = model.candidates(pairs, embeddings)
+        save_candidates(pairs, Path(dest))
+    scored = score_pairs(model, records, embeddings, pairs)
     write_json({"encode": round(encode_seconds, 4)}, Path(dest) / "score_timings.json")
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     return write_parquet(scored, Path(dest) / "pairs.parquet")
@@ -160,7 +186,7 @@ def cluster_stage(
 ) -> Path:
     """Clusters from the scored pairs: every input row with its cluster to ``dest/clusters.parquet``."""
     records = read_records(input_path, config)
-    pairs = load_candidates(candidates)
+    pairs = load_candidates(scored_candidates(pairs_path, candidates))
     probability = pl.read_parquet(pairs_path, columns=["match_probability"])["match_probability"].to_numpy()
     clusters = cluster_records(
         records, config.id_column, pairs.left, pairs.right, probability, config.threshold, config.clustering
@@ -194,7 +220,7 @@ def report_stage(
     """
     layout = Layout(Path(output))
     records = read_records(input_path, config)
-    pairs = load_candidates(files.candidates)
+    pairs = load_candidates(scored_candidates(files.pairs, files.candidates))
     scored = pl.read_parquet(files.pairs)
     clusters = pl.read_parquet(files.clusters)
     inner = files.pairs.with_name("score_timings.json")
@@ -203,7 +229,7 @@ def report_stage(
         timings = {**timings, "encode": encode}
         if "score" in timings:
             timings["score"] = round(max(timings["score"] - encode, 0.0), 4)
-    report = summarise(config, records, pairs, scored, clusters, timings)
+    report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
     report["input"] = str(input_path)
     report["model"] = str(layout.model if files.publish_model else files.model)
     publish(layout, report, files, keep_sources)
@@ -233,6 +259,7 @@ def summarise(
     scored: pl.DataFrame,
     clusters: pl.DataFrame,
     timings: dict[str, float],
+    blocks: list[int] | None = None,
 ) -> dict[str, Any]:
     """The report's content."""
     sizes = clusters.select("cluster_id", "cluster_size").unique()
@@ -249,9 +276,16 @@ def summarise(
         },
         "threshold": config.threshold,
         "blocking": [
-            {"pass": name, "pairs": int(count), "new_pairs": int(new)}
-            for name, count, new in zip(pairs.pass_names, pairs.pass_counts, first, strict=False)
+            {"pass": name, "pairs": int(count), "new_pairs": int(new), "largest_block": block_size}
+            for name, count, new, block_size in zip(
+                pairs.pass_names, pairs.pass_counts, first, blocks or [None] * len(first), strict=False
+            )
         ],
+        "blocking_summary": {
+            "candidate_pairs": len(pairs),
+            "pairs_per_record": round(len(pairs) / max(records.height, 1), 4),
+            "reduction_ratio": 1 - len(pairs) / max(records.height * (records.height - 1) / 2, 1),
+        },
         "timings_seconds": dict(timings),
     }
     if config.label_column:
@@ -260,12 +294,23 @@ def summarise(
         test_ids = held_out[config.id_column].implode()
         id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
         held_pairs = scored.filter(pl.col(id_l).is_in(test_ids) & pl.col(id_r).is_in(test_ids))
+        truth = records[config.label_column].cast(pl.String).to_numpy()
+        same = truth[pairs.left] == truth[pairs.right]
+        true_pairs = _pairs_among(records[config.label_column])
+        for i, entry in enumerate(report["blocking"]):  # true pairs found by this pass and those before it
+            entry["pair_completeness_cumulative"] = float(same[pairs.pass_index <= i].sum() / max(true_pairs, 1))
+        report["blocking_summary"]["pair_completeness"] = float(same.sum() / max(true_pairs, 1))
         report["metrics"] = {
             "evaluated_on": f"held-out entities: {int(test.sum())} records ({TEST_SHARE:.0%} of entities, "
             f"never used in training)",
             **evaluate_frames(held_out, held_pairs, config.id_column, held_out[config.label_column]),
         }
     return report
+
+
+def _pairs_among(labels: pl.Series) -> float:
+    sizes = labels.drop_nulls().value_counts()["count"].cast(pl.Float64)
+    return float((sizes * (sizes - 1) / 2).sum())
 
 
 def run(

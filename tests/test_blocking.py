@@ -1,10 +1,22 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import polars as pl
+import pytest
+import recordlinkage
 
-from dedup.blocking import CandidatePairs, block, union_pairs
+from dedup.blocking import (
+    CandidatePairs,
+    EmbeddingNeighbours,
+    analyse_blocking,
+    block,
+    estimate_pass,
+    run_pass,
+    union_pairs,
+)
 from dedup.config import parse_config
+from dedup.errors import BlockingError
 from dedup.normalise import normalise_fields
 
 # Six hand-made records; expected pairs counted by hand below.
@@ -68,3 +80,74 @@ def test_union_keeps_first_pass_and_orders_pairs() -> None:
 def test_union_pairs_deduplicates_reversed_and_self_pairs() -> None:
     pairs = union_pairs([(np.array([2, 1, 3]), np.array([1, 2, 3]))], ("x",))
     assert list(zip(pairs.left, pairs.right, strict=True)) == [(1, 2)]
+
+
+TRUTH = np.array(["X", "X", "X", "Y", "Z", "Y"])  # a, b, c are one person; d and f another; e alone
+
+
+def test_analysis_matches_hand_counted_pairs() -> None:
+    config = parse_config(
+        'id_column: id\nfields: {first: name, last: name, dob: date}\nblocking: [[first, last], ["dob[:4]"]]'
+    )
+    rows, overall = analyse_blocking(RECORDS, normalise_fields(RECORDS, config), config, TRUTH)
+    # true pairs: a-b, a-c, b-c, d-f (4). Pass 1 finds a-b (block "john/smith", 2 records).
+    # Pass 2: 1980 = {a, b, c, e} -> 6 pairs, 1990 = {d, f} -> 1 pair; a-b was already found.
+    first, second = rows
+    assert (first.pairs, first.new_pairs, first.largest_block) == (1, 1, 2)
+    assert (first.pair_completeness, first.cumulative_completeness) == (0.25, 0.25)
+    assert (second.pairs, second.new_pairs, second.largest_block) == (7, 6, 4)
+    assert (second.pair_completeness, second.cumulative_completeness) == (1.0, 1.0)
+    assert overall["candidate_pairs"] == 7 and overall["true_pairs"] == 4
+    assert overall["reduction_ratio"] == pytest.approx(1 - 7 / 15)
+
+
+def test_estimates_are_exact_for_blocks_and_bound_sorted_neighbourhood() -> None:
+    config = parse_config(
+        "id_column: id\nfields: {first: name, last: name, dob: date}\n"
+        'blocking: [["dob[:4]"], {sorted_neighbourhood: first, window: 3}]'
+    )
+    normalised = normalise_fields(RECORDS, config)
+    exact, snh = config.passes
+    assert estimate_pass(RECORDS, normalised, exact).pairs == 7
+    actual = len(union_pairs([run_pass(RECORDS, normalised, snh)], ("snh",)))
+    assert estimate_pass(RECORDS, normalised, snh).pairs >= actual == 6
+
+
+def test_guard_refuses_an_exploding_pass_naming_the_block() -> None:
+    text = 'id_column: id\nfields: {first: name, last: name, dob: date}\nblocking: [["dob[:4]"]]\nblocking_max_pairs: 5'
+    config = parse_config(text)
+    with pytest.raises(
+        BlockingError, match=r"block\(dob\[:4\]\) would produce 7 .* largest blocks: 1980 \(4 records\)"
+    ):
+        block(RECORDS, normalise_fields(RECORDS, config), config)
+    rows, _ = analyse_blocking(RECORDS, normalise_fields(RECORDS, config), config)
+    assert rows[0].refused and "would produce 7" in rows[0].refused
+    # a default pass (no blocking configured) that would explode is skipped with a warning instead
+    defaults = parse_config("id_column: id\nfields: {first: name, dob: date}\nblocking_max_pairs: 1")
+    with pytest.warns(UserWarning, match="skipping default blocking pass"):
+        block(RECORDS, normalise_fields(RECORDS, defaults), defaults)
+
+
+def test_embedding_neighbours_is_a_recordlinkage_index_algorithm() -> None:
+    vectors = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.14, 0.99], [-1.0, 0.0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    indexer = recordlinkage.Index()
+    indexer.add(EmbeddingNeighbours(vectors, k=1))
+    pairs = indexer.index(pd.DataFrame(index=pd.RangeIndex(5)))
+    # nearest by cosine: 0<->1, 2<->3, and 4 ([-1, 0]) is closest to 2 ([0, 1]: cosine 0)
+    assert {tuple(sorted(p)) for p in pairs} == {(0, 1), (2, 3), (2, 4)}
+    strict = recordlinkage.Index()
+    strict.add(EmbeddingNeighbours(vectors, k=1, min_similarity=0.5))
+    assert {tuple(sorted(p)) for p in strict.index(pd.DataFrame(index=pd.RangeIndex(5)))} == {(0, 1), (2, 3)}
+
+
+def test_default_passes_from_field_kinds() -> None:
+    config = parse_config("id_column: id\nfields: {first: name, last: name, dob: date, email: text, zip: category}")
+    assert [p.name for p in config.passes] == [
+        "block(first, last)",
+        "block(soundex(first), dob[:4])",
+        "block(soundex(last), dob[:4])",
+        "block(dob)",
+        "block(email)",
+        "embedding(k=10)",
+    ]

@@ -28,3 +28,11 @@ def test_errors_are_one_line_on_stderr(tiny_config_file: Path, tmp_path: Path, c
     assert "fields.a (line 2): unknown kind 'nam'" in capsys.readouterr().err
     with pytest.raises(Exception, match="not found"):
         main(["--debug", "run", "nope.parquet", "--config", str(tiny_config_file), "--output", str(tmp_path)])
+
+
+def test_blocking_analysis_command(febrl1_file: Path, tiny_config_file: Path, capsys) -> None:
+    args = ["blocking", str(febrl1_file), "--config", str(tiny_config_file), "--label-column", "cluster"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "block(given_name, surname)" in printed and "PC so far" in printed
+    assert "pair completeness" in printed.splitlines()[-1]

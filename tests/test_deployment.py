@@ -66,7 +66,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -89,7 +92,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
     done = subprocess.run(
-        [str(BIN / "prefect"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [str(BIN / "prefect"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
@@ -111,16 +119,29 @@ def test_scheduled_deployment_runs_on_a_worker(
 
     out, models = tmp_path / "out", tmp_path / "models"
     started = _prefect(
-        env, "deployment", "run", "deduplicate/nightly",
-        "--param", f"input_path={febrl1_file}", "--param", f"config_path={tiny_config_file}",
-        "--param", f"output={out}", "--param", f"models_dir={models}",
+        env,
+        "deployment",
+        "run",
+        "deduplicate/nightly",
+        "--param",
+        f"input_path={febrl1_file}",
+        "--param",
+        f"config_path={tiny_config_file}",
+        "--param",
+        f"output={out}",
+        "--param",
+        f"models_dir={models}",
     )
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
 
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
         [str(BIN / "prefect"), "worker", "start", "--pool", "dedup-pool"],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 300

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
-from dedup.config import DedupConfig
+from dedup.config import DedupConfig, parse_config
 from dedup.evaluation import evaluate_output
 from dedup.pipeline import run
+from tests.conftest import FEBRL_YAML, TINY_TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,30 @@ def test_labels_train_and_report_held_out_metrics(febrl1_file: Path, tiny_config
     assert "held-out" in metrics["evaluated_on"]
     assert metrics["cluster_pairs"]["f1"] >= 0.97
     assert 0 < metrics["cluster_pairs"]["true_pairs"] < 500  # only held-out entities counted
+
+
+def _febrl_yaml(change) -> str:
+    raw = yaml.safe_load(FEBRL_YAML)
+    change(raw)
+    return yaml.safe_dump(raw) + TINY_TRAINING
+
+
+def test_embedding_pass_adds_recall_at_few_pairs(first_run, febrl1_file: Path, tmp_path: Path) -> None:
+    rules_out, _ = first_run
+    config = parse_config(_febrl_yaml(lambda raw: raw["blocking"].append({"embedding": {"k": 5}})))
+    report = run(febrl1_file, config, tmp_path / "emb")
+    embedding = report["blocking"][-1]
+    assert embedding["pass"] == "embedding(k=5)" and embedding["pairs"] > 0
+    rules = evaluate_output(rules_out, febrl1_file, "cluster")
+    ours = evaluate_output(tmp_path / "emb", febrl1_file, "cluster")
+    assert ours["blocking"]["pair_completeness"] >= rules["blocking"]["pair_completeness"]
+    assert report["blocking_summary"]["pairs_per_record"] < 20
+    assert ours["cluster_pairs"]["f1"] >= 0.97
+
+
+def test_no_blocking_configured_uses_defaults(febrl1_file: Path, tmp_path: Path) -> None:
+    config = parse_config(_febrl_yaml(lambda raw: raw.pop("blocking")))
+    report = run(febrl1_file, config, tmp_path / "default")
+    assert [b["pass"] for b in report["blocking"]][-1] == "embedding(k=10)"
+    metrics = evaluate_output(tmp_path / "default", febrl1_file, "cluster")
+    assert metrics["blocking"]["pair_completeness"] >= 0.99 and metrics["cluster_pairs"]["f1"] >= 0.97
