@@ -77,13 +77,32 @@ def cluster_records(
     threshold: float,
     settings: ClusteringConfig | None = None,
 ) -> pl.DataFrame:
-    """Every input row and column plus ``cluster_id`` and ``cluster_size``."""
+    """Every input row and column plus ``cluster_id``, ``cluster_size`` and ``cluster_confidence``."""
     labels = cluster_labels(records.height, left, right, probability, threshold, settings or ClusteringConfig())
     return (
-        records.with_columns(pl.Series("_cluster", labels))
+        records.with_columns(
+            pl.Series("_cluster", labels),
+            pl.Series("cluster_confidence", cluster_confidence(labels, left, right, probability)),
+        )
         .with_columns(
             pl.col(id_column).min().over("_cluster").alias("cluster_id"),
             pl.len().over("_cluster").cast(pl.Int64).alias("cluster_size"),
         )
         .drop("_cluster")
+        .select(pl.exclude("cluster_confidence"), "cluster_confidence")
     )
+
+
+def cluster_confidence(labels: np.ndarray, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Per record: mean match probability to the other members of its cluster (scored pairs only).
+
+    Low values flag records that joined a cluster through a neighbour rather than on their own
+    evidence. Null (NaN) for records alone in their cluster.
+    """
+    n = len(labels)
+    inside = labels[left] == labels[right]
+    weights = probability[inside].astype(np.float64)
+    total = np.bincount(left[inside], weights, n) + np.bincount(right[inside], weights, n)
+    count = np.bincount(left[inside], minlength=n) + np.bincount(right[inside], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)

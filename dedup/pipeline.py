@@ -44,6 +44,7 @@ from dedup.io import (
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.scoring import score_pairs
+from dedup.summary import largest_clusters
 
 TEST_SHARE = 0.3  # share of labelled entities held out from training for the report's metrics
 
@@ -232,6 +233,8 @@ def report_stage(
     report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
     report["input"] = str(input_path)
     report["model"] = str(layout.model if files.publish_model else files.model)
+    report["prior_weight_bits"] = DedupModel.load(files.model).combiner_.prior_weight()
+    report["largest_clusters"] = largest_clusters(clusters, config.field_names, count=10)
     publish(layout, report, files, keep_sources)
     return report
 

@@ -59,12 +59,20 @@ def pair_similarities(
 def score_pairs(
     model: DedupModel, records: pl.DataFrame, embeddings: FieldEmbeddings, pairs: CandidatePairs
 ) -> pl.DataFrame:
-    """The pairs table users read: ids, probability, log2 match weight, per-field similarity, pass."""
+    """The pairs table users read.
+
+    Per pair: ids, ``match_probability``, ``match_weight`` (log2 odds), per field ``sim_<f>`` (cosine
+    of the embeddings, null if either value is missing) and ``bf_<f>`` (that field's contribution
+    to the log2 odds, 0 for nulls), and the blocking pass. ``match_weight`` = the model's prior
+    weight (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that
+    records identical on every field are floored at 30 bits.
+    """
     id_col = model.config.id_column
     sims = pair_similarities(embeddings, pairs.left, pairs.right)
     ids = records[id_col]
     combiner = model.combiner_
     match_weight = combiner.match_weight(sims)
+    contributions = combiner.field_weights(sims)
     frame = pl.DataFrame(
         {
             f"{id_col}_l": ids.gather(pairs.left),
@@ -72,6 +80,7 @@ def score_pairs(
             "match_probability": combiner.predict_proba(sims),
             "match_weight": match_weight.astype(np.float32),
             **{f"sim_{f}": pl.Series(sims[:, j]).fill_nan(None) for j, f in enumerate(embeddings.fields)},
+            **{f"bf_{f}": contributions[:, j] for j, f in enumerate(embeddings.fields)},
             "blocking_pass": pl.Series(
                 np.asarray(pairs.pass_names, dtype=object)[pairs.pass_index] if len(pairs) else [],
                 dtype=pl.String,

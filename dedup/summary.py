@@ -62,6 +62,7 @@ def largest_clusters(clusters: pl.DataFrame, fields: list[str], count: int = 10)
         multi.group_by("cluster_id")
         .agg(
             pl.len().alias("size"),
+            pl.col("cluster_confidence").mean().round(4).alias("confidence"),
             *(pl.col(f).cast(pl.String).drop_nulls().unique().sort().str.join(" | ").alias(f) for f in fields),
         )
         .sort(["size", "cluster_id"], descending=[True, False])

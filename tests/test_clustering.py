@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from dedup.clustering import cluster_records, density_split
 from dedup.config import ClusteringConfig
@@ -12,10 +13,14 @@ def test_components_over_threshold_with_min_id_and_all_columns() -> None:
     left, right = np.array([0, 1, 2, 3]), np.array([1, 2, 4, 4])
     probability = np.array([0.9, 0.6, 0.2, 0.95])
     out = cluster_records(records, "id", left, right, probability, 0.5, ClusteringConfig(method="components"))
-    assert out.columns == ["id", "x", "cluster_id", "cluster_size"]
+    assert out.columns == ["id", "x", "cluster_id", "cluster_size", "cluster_confidence"]
     # e-b-d chained above threshold; a-c joined; d-c below threshold
     assert out["cluster_id"].to_list() == ["b", "b", "b", "a", "a"]
     assert out["cluster_size"].to_list() == [3, 3, 3, 2, 2]
+    # mean probability to the other members over scored pairs: e 0.9, b (0.9+0.6)/2, d 0.6; a, c 0.95
+    assert out["cluster_confidence"].to_list() == pytest.approx([0.9, 0.75, 0.6, 0.95, 0.95])
+    alone = cluster_records(records, "id", left, right, np.zeros(4), 0.5)
+    assert alone["cluster_confidence"].null_count() + alone["cluster_confidence"].is_nan().sum() == 5
     # ids do not depend on row order
     shuffled = cluster_records(records.reverse(), "id", 4 - left, 4 - right, probability, 0.5)  # default method
     assert dict(zip(shuffled["id"], shuffled["cluster_id"], strict=True)) == dict(

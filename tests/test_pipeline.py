@@ -26,8 +26,8 @@ def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None
     assert sorted(p.name for p in out.iterdir()) == ["clusters.parquet", "model", "pairs.parquet", "report.json"]
     clusters = pl.read_parquet(out / "clusters.parquet")
     source = pl.read_parquet(febrl1_file)
-    assert clusters.columns == [*source.columns, "cluster_id", "cluster_size"]
-    assert clusters.drop("cluster_id", "cluster_size").equals(
+    assert clusters.columns == [*source.columns, "cluster_id", "cluster_size", "cluster_confidence"]
+    assert clusters.drop("cluster_id", "cluster_size", "cluster_confidence").equals(
         source.with_columns(pl.col(c).cast(pl.String) for c in source.columns if c != "rec_id")
     )
     # cluster id is the smallest id of its members
@@ -55,7 +55,15 @@ def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None
         "block(soundex(surname), postcode)",
         "sorted_neighbourhood(surname, window=7)",
     }
+    assert [c for c in pairs.columns if c.startswith("bf_")] == [
+        c.replace("sim_", "bf_") for c in pairs.columns if c.startswith("sim_")
+    ]
+    # match_weight is the prior plus the per-field contributions (nothing hidden)
     saved = json.loads((out / "report.json").read_text())
+    bits = pairs.select(pl.sum_horizontal(pl.col("^bf_.*$")) + saved["prior_weight_bits"])["bf_given_name"]
+    not_identical = pairs["match_weight"] < 30
+    assert (bits.filter(not_identical) - pairs["match_weight"].filter(not_identical)).abs().max() < 1e-3
+    assert saved["largest_clusters"][0]["size"] >= saved["largest_clusters"][-1]["size"]
     assert saved["counts"] == report["counts"] and saved["counts"]["records"] == 1000
     assert set(saved["timings_seconds"]) >= {"read", "block", "train", "encode", "score", "cluster"}
     assert not (out / ".work").exists()
