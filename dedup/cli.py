@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     blocking.add_argument("--model", default=None, help="model for embedding passes (else one is trained)")
     blocking.add_argument("--label-column", default=None, help="true entity column, for pair completeness")
 
+    explain = sub.add_parser("explain", help="field-by-field evidence for one pair of records")
+    explain.add_argument("output", help="output directory of `dedup run`")
+    explain.add_argument("--id", action="append", required=True, dest="ids", help="record id (give two)")
+
     evaluate = sub.add_parser("evaluate", help="compare a run's output with ground-truth labels")
     evaluate.add_argument("output", help="output directory of `dedup run`")
     evaluate.add_argument("--truth", required=True, help="Parquet file with the id and label columns")
@@ -72,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run(args.input, args.config, args.output, model_path=args.model)
             _print_run(report)
             print(f"wrote {args.output}/clusters.parquet, pairs.parquet, report.json")
+        elif args.command == "explain":
+            from dedup.explain import explain_pair, format_explanation
+
+            if len(args.ids) != 2:
+                raise DedupError("explain needs exactly two --id values")
+            print(format_explanation(explain_pair(args.output, args.ids[0], args.ids[1])))
         elif args.command == "blocking":
             from dedup.analysis import blocking_report
 

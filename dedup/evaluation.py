@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from dedup.errors import InputError
+from dedup.io import check_run_output
 
 
 def _prf(tp: float, predicted: float, actual: float) -> dict[str, float]:
@@ -97,10 +98,7 @@ def evaluate_frames(
 
 def evaluate_output(output_dir: str | Path, truth_path: str | Path, label_column: str) -> dict[str, dict[str, float]]:
     """``dedup evaluate``: score a finished run's output against a labelled file."""
-    output_dir = Path(output_dir)
-    for name in ("clusters.parquet", "pairs.parquet"):
-        if not (output_dir / name).is_file():
-            raise InputError(f"{output_dir}: no {name} here; is this the output of `dedup run`?")
+    output_dir = check_run_output(output_dir)
     clusters = pl.read_parquet(output_dir / "clusters.parquet")
     pairs = pl.read_parquet(output_dir / "pairs.parquet")
     id_column = pairs.columns[0].removesuffix("_l")

@@ -55,6 +55,15 @@ def check_input_file(path: str | Path) -> Path:
     return path
 
 
+def check_run_output(output_dir: str | Path, names: tuple[str, ...] = ("clusters.parquet", "pairs.parquet")) -> Path:
+    """``output_dir``, if it holds a finished run's files; else an error naming what is missing."""
+    output_dir = Path(output_dir)
+    for name in names:
+        if not (output_dir / name).is_file():
+            raise InputError(f"{output_dir}: no {name} here; is this the output of `dedup run`?")
+    return output_dir
+
+
 def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<table>") -> pl.DataFrame:
     """Check an in-memory table against the config; see ``read_records``."""
     if table.height == 0:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from dedup.cli import main
@@ -36,3 +38,23 @@ def test_blocking_analysis_command(febrl1_file: Path, tiny_config_file: Path, ca
     printed = capsys.readouterr().out
     assert "block(given_name, surname)" in printed and "PC so far" in printed
     assert "pair completeness" in printed.splitlines()[-1]
+
+
+def test_explain_a_candidate_pair_and_any_other_pair(
+    febrl1_file: Path, tiny_config_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(febrl1_file), "--config", str(tiny_config_file), "--output", str(out)]) == 0
+    pairs = pl.read_parquet(out / "pairs.parquet").sort("match_probability", descending=True)
+    best = pairs.row(0, named=True)
+    capsys.readouterr()
+    assert main(["explain", str(out), "--id", best["rec_id_l"], "--id", best["rec_id_r"]]) == 0
+    printed = capsys.readouterr().out
+    assert "soc_sec_id" in printed and "a candidate pair" in printed and "same cluster" in printed
+    shown = float(re.search(r"match weight ([+-][\d.]+) bits", printed).group(1))
+    assert shown == pytest.approx(best["match_weight"], abs=0.01)  # the same evidence as pairs.parquet
+    ids = pl.read_parquet(out / "clusters.parquet")["rec_id"]
+    assert main(["explain", str(out), "--id", ids[0], "--id", ids[500]]) == 0
+    assert "not proposed by blocking" in capsys.readouterr().out
+    assert main(["explain", str(out), "--id", "nobody", "--id", ids[0]]) == 2
+    assert "no record with rec_id = 'nobody'" in capsys.readouterr().err
