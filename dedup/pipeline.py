@@ -29,6 +29,7 @@ from dedup.blocking import (
     pairs_from_frame,
     pairs_to_frame,
 )
+from dedup.charts import write_charts
 from dedup.clustering import cluster_records
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
@@ -236,6 +237,7 @@ def report_stage(
     report["prior_weight_bits"] = DedupModel.load(files.model).combiner_.prior_weight()
     report["largest_clusters"] = largest_clusters(clusters, config.field_names, count=10)
     publish(layout, report, files, keep_sources)
+    write_charts(layout.output, config)
     return report
 
 

@@ -14,6 +14,7 @@ import polars as pl
 
 from dedup.blocking import CandidatePairs
 from dedup.encoder import SiameseEncoder, encode_field
+from dedup.progress import progress
 
 if TYPE_CHECKING:
     from dedup.model import DedupModel
@@ -35,7 +36,7 @@ class FieldEmbeddings:
 
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
     """Embed each field of each record once."""
-    vectors = {f: encode_field(encoder, normalised[f], f) for f in encoder.fields}
+    vectors = {f: encode_field(encoder, normalised[f], f) for f in progress(encoder.fields, desc="encoding fields")}
     nulls = {f: normalised[f].is_null().to_numpy() for f in encoder.fields}
     return FieldEmbeddings(vectors, nulls)
 
@@ -46,7 +47,7 @@ def pair_similarities(
     """Cosine similarity per pair and field, ``(pairs, fields)`` float32; NaN where either is null."""
     fields = embeddings.fields
     out = np.empty((len(left), len(fields)), dtype=np.float32)
-    for j, f in enumerate(fields):
+    for j, f in enumerate(progress(fields, desc="scoring pairs") if len(left) > PAIR_CHUNK else fields):
         vec, null = embeddings.vectors[f], embeddings.nulls[f]
         for start in range(0, len(left), chunk):
             lo, hi = left[start : start + chunk], right[start : start + chunk]

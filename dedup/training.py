@@ -19,6 +19,7 @@ import torch
 from dedup.config import TrainingConfig
 from dedup.corrupt import corrupt
 from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
+from dedup.progress import progress
 
 
 @dataclass
@@ -93,7 +94,7 @@ def train_encoder(
     if not any(len(ex.lengths) >= 2 for ex in examples.values()):
         return history  # every field has at most one distinct value: nothing to tell apart
     encoder.train()
-    for _ in range(steps):
+    for _ in progress(range(steps), total=steps, desc="training encoder"):
         optimiser.zero_grad()
         total = torch.zeros(())
         for field, ex in examples.items():

@@ -8,6 +8,7 @@ decides the order, where stage results live, and what to show in the Prefect UI.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,17 @@ def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path)
         key="dedup-report",
         markdown=report_markdown(result, title=f"dedup: {output}"),
         description="Counts, blocking passes, stage timings and metrics of this run",
+    )
+    charts = sorted((output / "charts").glob("*.png"))
+    images = "\n\n".join(
+        f"### {chart.stem.replace('_', ' ')}\n\n`{chart.resolve()}`\n\n"
+        f"![{chart.stem}](data:image/png;base64,{base64.b64encode(chart.read_bytes()).decode()})"
+        for chart in charts
+    )
+    create_markdown_artifact(
+        key="dedup-charts",
+        markdown=f"# Charts of {output}\n\n{images}\n",
+        description="Match probabilities, cluster sizes, per-field similarity (and precision-recall with labels)",
     )
     clusters = pl.read_parquet(output / "clusters.parquet")
     rows = largest_clusters(clusters, config.field_names)

@@ -1,0 +1,136 @@
+"""Charts of a finished run, as PNG files in ``OUTPUT/charts/`` (matplotlib, no display needed).
+
+- ``match_probability.png``: histogram of the candidate pairs' match probabilities, threshold marked;
+- ``cluster_sizes.png``: how many clusters there are of each size;
+- ``field_similarity.png``: each field's similarity for pairs scored as matches vs non-matches;
+- ``precision_recall.png`` (when the config names a label column): pairwise precision and recall
+  of the candidate pairs among held-out entities over thresholds, the chosen threshold marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from dedup.config import DedupConfig  # noqa: E402
+from dedup.io import replace_directory  # noqa: E402
+
+
+def write_charts(output_dir: str | Path, config: DedupConfig) -> list[Path]:
+    """Draw every chart from the run's Parquet files; returns the PNG paths."""
+    output_dir = Path(output_dir)
+    pairs = pl.read_parquet(output_dir / "pairs.parquet")
+    clusters = pl.read_parquet(output_dir / "clusters.parquet")
+    names: list[str] = []
+
+    def build(tmp: Path) -> None:
+        names.append(_probability_histogram(pairs, config.threshold, tmp))
+        names.append(_cluster_sizes(clusters, tmp))
+        names.append(_field_similarity(pairs, config.field_names, tmp))
+        if config.label_column and config.label_column in clusters.columns:
+            names.append(_precision_recall(pairs, clusters, config, tmp))
+
+    replace_directory(build, output_dir / "charts")
+    return [output_dir / "charts" / n for n in names]
+
+
+def _save(fig: plt.Figure, folder: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def _probability_histogram(pairs: pl.DataFrame, threshold: float, folder: Path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(pairs["match_probability"].to_numpy(), bins=50, range=(0, 1), color="#4477aa")
+    ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold}")
+    ax.set_yscale("log")
+    ax.set_xlabel("match probability")
+    ax.set_ylabel("candidate pairs (log scale)")
+    ax.set_title(f"Match probability of {pairs.height:,} candidate pairs")
+    ax.legend()
+    return _save(fig, folder, "match_probability.png")
+
+
+def _cluster_sizes(clusters: pl.DataFrame, folder: Path) -> str:
+    sizes = clusters.select("cluster_id", "cluster_size").unique()["cluster_size"].value_counts().sort("cluster_size")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(sizes["cluster_size"].to_numpy(), sizes["count"].to_numpy(), color="#228833")
+    ax.set_yscale("log")
+    ax.set_xlabel("cluster size (records)")
+    ax.set_ylabel("clusters (log scale)")
+    ax.set_title(f"{clusters['cluster_id'].n_unique():,} clusters from {clusters.height:,} records")
+    ax.set_xticks(sizes["cluster_size"].to_numpy()[:30])
+    return _save(fig, folder, "cluster_sizes.png")
+
+
+def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> str:
+    cols = min(len(fields), 4)
+    rows = int(np.ceil(len(fields) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    match = pairs["is_match"].to_numpy()
+    for ax, field in zip(axes.flat, fields, strict=False):
+        sims = pairs[f"sim_{field}"].to_numpy().astype(float)
+        for selected, label, colour in ((match, "matches", "#228833"), (~match, "non-matches", "#cc3311")):
+            values = sims[selected & ~np.isnan(sims)]
+            if len(values):
+                ax.hist(values, bins=40, range=(-1, 1), density=True, alpha=0.55, color=colour, label=label)
+        ax.set_title(field, fontsize=10)
+        ax.set_xlabel("cosine similarity", fontsize=8)
+        ax.set_ylabel("density", fontsize=8)
+    for ax in list(axes.flat)[len(fields) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Per-field similarity: pairs scored as matches vs non-matches")
+    return _save(fig, folder, "field_similarity.png")
+
+
+def _precision_recall(pairs: pl.DataFrame, clusters: pl.DataFrame, config: DedupConfig, folder: Path) -> str:
+    from dedup.pipeline import label_split  # the same held-out entities as the report's metrics
+
+    clusters = clusters.filter(pl.Series(label_split(clusters[config.label_column], config.seed)))
+    label = dict(
+        zip(clusters[config.id_column].cast(pl.String), clusters[config.label_column].cast(pl.String), strict=True)
+    )
+    truth = pl.DataFrame({"id": list(label), "t": list(label.values())})
+    joined = (
+        pairs.select(
+            pl.col(f"{config.id_column}_l").cast(pl.String).alias("l"),
+            pl.col(f"{config.id_column}_r").cast(pl.String).alias("r"),
+            "match_probability",
+        )
+        .join(truth, left_on="l", right_on="id")
+        .join(truth, left_on="r", right_on="id", suffix="_r")
+    )
+    same = (joined["t"] == joined["t_r"]).to_numpy()
+    probability = joined["match_probability"].to_numpy()
+    order = np.argsort(-probability, kind="stable")
+    hits = np.cumsum(same[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    recall = hits / max(same.sum(), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot(recall, precision, color="#4477aa", label="candidate pairs ranked by probability")
+    chosen = probability[order] >= config.threshold
+    if chosen.any():
+        k = int(chosen.sum()) - 1
+        ax.scatter(
+            [recall[k]],
+            [precision[k]],
+            color="#cc3311",
+            zorder=3,
+            label=f"threshold {config.threshold}: P {precision[k]:.3f}, R {recall[k]:.3f}",
+        )
+    ax.set_xlabel("recall (of true pairs among candidates)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_title("Pairwise precision-recall over thresholds\n(held-out entities, never trained on)", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, folder, "precision_recall.png")
