@@ -51,7 +51,8 @@ def _probability_histogram(pairs: pl.DataFrame, threshold: float, folder: Path) 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(pairs["match_probability"].to_numpy(), bins=50, range=(0, 1), color="#4477aa")
     ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold}")
-    ax.set_yscale("log")
+    if pairs.height:
+        ax.set_yscale("log")
     ax.set_xlabel("match probability")
     ax.set_ylabel("candidate pairs (log scale)")
     ax.set_title(f"Match probability of {pairs.height:,} candidate pairs")
@@ -87,7 +88,8 @@ def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> s
         ax.set_ylabel("density", fontsize=8)
     for ax in list(axes.flat)[len(fields) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize=8)
     fig.suptitle("Per-field similarity: pairs scored as matches vs non-matches")
     return _save(fig, folder, "field_similarity.png")
 

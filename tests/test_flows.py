@@ -96,5 +96,6 @@ def test_flow_run_has_report_and_cluster_artifacts(febrl1_file: Path, tiny_confi
         )
     by_key = {a.key: a for a in artifacts}
     assert "1,000" in by_key["dedup-report"].data and "Blocking passes" in by_key["dedup-report"].data
+    assert by_key["dedup-charts"].data.count("data:image/png;base64,") == 3
     table = by_key["dedup-largest-clusters"].data
     assert "given_name" in str(table) and "size" in str(table)

@@ -23,7 +23,16 @@ def first_run(febrl1_file: Path, tiny_config: DedupConfig, tmp_path_factory: pyt
 
 def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None:
     out, report = first_run
-    assert sorted(p.name for p in out.iterdir()) == ["clusters.parquet", "model", "pairs.parquet", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "charts",
+        "clusters.parquet",
+        "model",
+        "pairs.parquet",
+        "report.json",
+    ]
+    charts = sorted(p.name for p in (out / "charts").iterdir())
+    assert charts == ["cluster_sizes.png", "field_similarity.png", "match_probability.png"]
+    assert all((out / "charts" / c).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
     clusters = pl.read_parquet(out / "clusters.parquet")
     source = pl.read_parquet(febrl1_file)
     assert clusters.columns == [*source.columns, "cluster_id", "cluster_size", "cluster_confidence"]
@@ -100,6 +109,7 @@ def test_labels_train_and_report_held_out_metrics(febrl1_file: Path, tiny_config
     assert "held-out" in metrics["evaluated_on"]
     assert metrics["cluster_pairs"]["f1"] >= 0.97
     assert 0 < metrics["cluster_pairs"]["true_pairs"] < 500  # only held-out entities counted
+    assert (tmp_path / "labelled" / "charts" / "precision_recall.png").stat().st_size > 10_000
 
 
 def _febrl_yaml(change) -> str:
