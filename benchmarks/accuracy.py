@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,15 @@ from dedup.pipeline import block_stage, load_candidates, load_input, run
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "fake_1000.parquet"
 CONFIGS = {"febrl": ROOT / "benchmarks/configs/febrl.yaml", "fake_1000": ROOT / "benchmarks/configs/fake_1000.yaml"}
+
+
+def datasets(names: list[str]) -> Iterator[tuple[str, pl.DataFrame, Path]]:
+    """(name, table, config) for each data set that is available here; says which are skipped."""
+    for name in names:
+        if name == "fake_1000" and not SHARED.exists():
+            print(f"{name:10s} skipped: {SHARED} not found")
+            continue
+        yield (name, *dataset(name))
 
 
 def dataset(name: str) -> tuple[pl.DataFrame, Path]:
@@ -109,11 +119,7 @@ def main(names: list[str]) -> None:
         f"{'data':10s} {'method':14s} {'pair P':>7s} {'pair R':>7s} {'pair F1':>7s}  "
         f"{'clu P':>7s} {'clu R':>7s} {'clu F1':>7s}  {'PC':>6s} {'time s':>7s}"
     )
-    for name in names:
-        if name == "fake_1000" and not SHARED.exists():
-            print(f"{name:10s} skipped: {SHARED} not found")
-            continue
-        table, config_path = dataset(name)
+    for name, table, config_path in datasets(names):
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / f"{name}.parquet"
             table.write_parquet(source)

@@ -24,7 +24,7 @@ from dedup.evaluation import evaluate_output
 from dedup.pipeline import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import SHARED, dataset  # noqa: E402
+from accuracy import datasets  # noqa: E402
 
 EMBEDDING_K = int(os.environ.get("EMBEDDING_K", "5"))  # 3, 5 and 10 measured: see the issue note
 
@@ -45,11 +45,7 @@ def main(names: list[str]) -> None:
         f"{'data':10s} {'blocking':28s} {'pairs':>9s} {'per rec':>8s} {'PC':>7s} {'clu F1':>7s} "
         f"{'pair F1':>7s} {'block s':>8s} {'run s':>6s}"
     )
-    for name in names:
-        if name == "fake_1000" and not SHARED.exists():
-            print(f"{name:10s} skipped: {SHARED} not found")
-            continue
-        table, config_path = dataset(name)
+    for name, table, config_path in datasets(names):
         for label, text in setups(config_path).items():
             with tempfile.TemporaryDirectory() as tmp:
                 source = Path(tmp) / "in.parquet"

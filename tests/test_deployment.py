@@ -36,6 +36,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _start(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    """A `prefect ...` command in the background, in its own process group, output to ``log``."""
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [str(BIN / "prefect"), *args],
+            env=env,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def _stop(process: subprocess.Popen) -> None:
     """SIGTERM the process group twice (a worker ignores the first), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
@@ -63,14 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         "DO_NOT_TRACK": "1",
         "PWD": str(ROOT),  # prefect.yaml's pull step is `{{ $PWD }}`, as in a shell at the repo root
     }
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = _start(["server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "server.log")
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -87,7 +93,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         yield env
     finally:
         _stop(process)
-        log.close()
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
@@ -134,15 +139,7 @@ def test_scheduled_deployment_runs_on_a_worker(
     )
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
 
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        [str(BIN / "prefect"), "worker", "start", "--pool", "dedup-pool"],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = _start(["worker", "start", "--pool", "dedup-pool"], env, tmp_path / "worker.log", cwd=tmp_path)
     try:
         deadline = time.time() + 300
         state = None
@@ -153,7 +150,6 @@ def test_scheduled_deployment_runs_on_a_worker(
             time.sleep(2)
     finally:
         _stop(worker)
-        log.close()
     assert state is not None and state["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
 
     clusters = pl.read_parquet(out / "clusters.parquet")
