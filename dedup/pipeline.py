@@ -31,6 +31,7 @@ from dedup.blocking import (
 )
 from dedup.charts import write_charts
 from dedup.clustering import cluster_records
+from dedup.combiner import Combiner
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
 from dedup.io import (
@@ -234,7 +235,8 @@ def report_stage(
     report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
     report["input"] = str(input_path)
     report["model"] = str(layout.model if files.publish_model else files.model)
-    report["prior_weight_bits"] = DedupModel.load(files.model).combiner_.prior_weight()
+    combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
+    report["prior_weight_bits"] = combiner.prior_weight()
     report["largest_clusters"] = largest_clusters(clusters, config.field_names, count=10)
     publish(layout, report, files, keep_sources)
     write_charts(layout.output, config)
