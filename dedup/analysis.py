@@ -39,7 +39,7 @@ def blocking_report(
             model = DedupModel.load(model_path, expect=config)
         else:
             model = DedupModel(config).fit(normalised, block(records, normalised, config))
-        vectors = record_vectors(model.embed(normalised).vectors)
+        vectors = record_vectors(model.embed(normalised))
     rows, overall = analyse_blocking(records, normalised, config, truth, vectors)
     lines = [
         f"{'pass':48s} {'pairs':>11s} {'new pairs':>11s} {'largest block':>13s} {'PC alone':>9s} {'PC so far':>9s}"

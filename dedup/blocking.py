@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from dedup.config import (
 )
 from dedup.errors import BlockingError
 from dedup.normalise import normalise_expr
+
+if TYPE_CHECKING:
+    from dedup.scoring import FieldEmbeddings
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,9 @@ def nearest_neighbours(
     return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
 
 
-def record_vectors(vectors: dict[str, np.ndarray]) -> np.ndarray:
+def record_vectors(embeddings: FieldEmbeddings) -> np.ndarray:
     """One unit vector per record: its field embeddings side by side (nulls are zeros)."""
-    joined = np.concatenate([vectors[f] for f in vectors], axis=1)
+    joined = np.concatenate([embeddings.dense(f) for f in embeddings.fields], axis=1)
     norms = np.linalg.norm(joined, axis=1, keepdims=True)
     return joined / np.maximum(norms, 1e-12)
 
@@ -242,16 +246,23 @@ def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
     )
 
 
-def block(records: pl.DataFrame, normalised: pl.DataFrame, config: DedupConfig) -> CandidatePairs:
+def block(
+    records: pl.DataFrame,
+    normalised: pl.DataFrame,
+    config: DedupConfig,
+    estimates: list[PassEstimate] | None = None,
+) -> CandidatePairs:
     """Run every rule pass (embedding passes come later, with a trained encoder) and union them.
 
     A configured pass that would exceed ``blocking_max_pairs`` is an error; a default pass
-    (none configured) that would is skipped with a warning.
+    (none configured) that would is skipped with a warning. ``estimates`` (one per pass) saves
+    recounting them when the caller has them.
     """
+    estimates = estimates or [estimate_pass(records, normalised, p) for p in config.passes]
     per_pass = []
-    for p in config.passes:
+    for p, estimate in zip(config.passes, estimates, strict=True):
         try:
-            guard_pass(estimate_pass(records, normalised, p), p, config.blocking_max_pairs)
+            guard_pass(estimate, p, config.blocking_max_pairs)
         except BlockingError as exc:
             if config.blocking is not None:
                 raise

@@ -82,17 +82,20 @@ class Combiner:
         cols = np.arange(levels.shape[1])[None, :]
         return np.log(prior / (1 - prior)) + weights[cols, levels].sum(axis=1)
 
-    def fit_em(self, sims: np.ndarray, m_sims: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> Combiner:
+    def fit_em(
+        self, sims: np.ndarray, m_sims: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
+    ) -> Combiner:
         """Label-free fit.
 
-        ``sims``: candidate pairs; ``m_sims``: synthetic duplicates (seed m only); ``u_sims``: random
-        pairs, standing for the ``total_pairs - len(sims)`` pairs blocking left out.
+        ``sims``: candidate pairs, each standing for ``pair_weight`` candidates (a sample of them
+        when there are many); ``m_sims``: synthetic duplicates (seed m only); ``u_sims``: random
+        pairs, standing for the pairs blocking left out.
         """
         total_pairs = max(total_pairs, 1.0)
-        levels, weights = self._population(sims, u_sims, total_pairs)
+        levels, weights = self._population(sims, u_sims, total_pairs, pair_weight)
         m = self._frequencies(self.levels(m_sims), np.ones(len(m_sims)))
         u = self._frequencies(self.levels(u_sims), np.ones(len(u_sims)))
-        prior = float(np.clip(0.05 * len(sims) / total_pairs, 1e-9, 0.5))
+        prior = float(np.clip(0.05 * len(sims) * pair_weight / total_pairs, 1e-9, 0.5))
         for _ in range(self.em_iterations if weights.sum() > 0 else 0):  # no pairs: keep the seeds
             post = _sigmoid(self._log_odds(levels, m, u, prior))
             matched = post * weights
@@ -106,22 +109,26 @@ class Combiner:
         self.m_, self.u_, self.prior_ = m, u, prior
         return self
 
-    def fit_labelled(self, sims: np.ndarray, is_match: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> Combiner:
+    def fit_labelled(
+        self, sims: np.ndarray, is_match: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
+    ) -> Combiner:
         """Supervised fit: m from labelled matches; u from labelled non-matches and random pairs."""
         y = is_match.astype(np.float64)
         if y.sum() == 0:
             raise ValueError("the labelled candidate pairs contain no matches")
-        levels, weights = self._population(sims, u_sims, total_pairs)
+        levels, weights = self._population(sims, u_sims, total_pairs, pair_weight)
         target = np.concatenate([y, np.zeros(len(u_sims))])
         self.m_ = self._frequencies(levels, target * weights)
         self.u_ = self._frequencies(levels, (1.0 - target) * weights)
-        self.prior_ = float(np.clip(y.sum() / total_pairs, 1e-12, 0.5))
+        self.prior_ = float(np.clip(y.sum() * pair_weight / total_pairs, 1e-12, 0.5))
         return self
 
-    def _population(self, sims: np.ndarray, u_sims: np.ndarray, total_pairs: float) -> tuple[np.ndarray, np.ndarray]:
-        """Levels and weights of candidates (1 each) plus random pairs (standing for the rest)."""
-        rest = max(total_pairs - len(sims), 0.0)
-        weights = np.concatenate([np.ones(len(sims)), np.full(len(u_sims), rest / max(len(u_sims), 1))])
+    def _population(
+        self, sims: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Levels and weights of candidates (``pair_weight`` each) plus random pairs (the rest)."""
+        rest = max(total_pairs - len(sims) * pair_weight, 0.0)
+        weights = np.concatenate([np.full(len(sims), pair_weight), np.full(len(u_sims), rest / max(len(u_sims), 1))])
         return np.concatenate([self.levels(sims), self.levels(u_sims)]), weights
 
     def field_weights(self, sims: np.ndarray) -> np.ndarray:

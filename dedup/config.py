@@ -136,6 +136,9 @@ class TrainingConfig(BaseModel):
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
     em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
     random_pairs: int = Field(50000, ge=100, description="random pairs used to learn non-match similarity")
+    max_pairs: int = Field(
+        200_000, ge=1000, description="candidate pairs sampled to fit on: training time is bounded by this, not by N"
+    )
 
 
 class ClusteringConfig(BaseModel):

@@ -8,7 +8,7 @@ all fields of that kind; each field adds a learned per-dimension scale. Embeddin
 normalised, so the per-field similarity of two values is the cosine of their embeddings.
 
 Tokenising works on fixed-width arrays of Unicode code points with numpy, so it runs on whole
-columns at once; ``encode_field`` embeds each distinct value once and gathers.
+columns at once; ``encode_values`` embeds each distinct value once.
 """
 
 from __future__ import annotations
@@ -144,23 +144,29 @@ class SiameseEncoder(nn.Module):
         return nn.functional.normalize(raw, dim=1, eps=1e-8)
 
 
-def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768) -> np.ndarray:
-    """Unit-norm embeddings ``(n, dim)`` float32 for one column; null values get zero vectors.
+def encode_values(
+    encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768
+) -> tuple[np.ndarray, np.ndarray]:
+    """One column's embeddings as a table of distinct values plus each row's index into it.
 
-    Each distinct value is run through the network once; rows gather their value's vector.
+    Returns ``(table, codes)``: ``table`` is ``(distinct + 1, dim)`` float32 unit vectors whose
+    row 0 is a zero vector for nulls; ``codes`` is int32, one per row (0 = null). Each distinct
+    value goes through the network once, and the table is all the memory the field needs.
     """
     values = values.cast(pl.String)
     uniques = values.drop_nulls().unique().sort()
-    out = np.zeros((values.len(), encoder.dim), dtype=np.float32)
-    if uniques.len() == 0:
-        return out
-    table = np.empty((uniques.len(), encoder.dim), dtype=np.float32)
+    table = np.zeros((uniques.len() + 1, encoder.dim), dtype=np.float32)
     encoder.eval()
     with torch.inference_mode():
         for start in range(0, uniques.len(), chunk):
             part = uniques.slice(start, chunk)
-            table[start : start + part.len()] = encoder(encoder.tokens(part, field), field).numpy()
-    codes = values.rank("dense").to_numpy()  # 1-based position in the sorted uniques; NaN for null
-    present = ~np.isnan(codes) if codes.dtype.kind == "f" else np.ones(len(codes), bool)
-    out[present] = table[codes[present].astype(np.int64) - 1]
-    return out
+            table[1 + start : 1 + start + part.len()] = encoder(encoder.tokens(part, field), field).numpy()
+    # 1-based position in the sorted uniques; null stays null -> 0
+    codes = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
+    return table, codes
+
+
+def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: int = 32768) -> np.ndarray:
+    """Unit-norm embeddings ``(n, dim)`` float32 for one column; null values get zero vectors."""
+    table, codes = encode_values(encoder, values, field, chunk)
+    return table[codes]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import polars as pl
 import torch
 
 from dedup import __version__
-from dedup.blocking import CandidatePairs, add_embedding_passes, record_vectors
+from dedup.blocking import CandidatePairs, add_embedding_passes, has_embedding_pass, record_vectors
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt
@@ -48,10 +49,21 @@ class DedupModel:
         needed) -> embedding neighbours added to the candidates -> combiner and hard negatives
         -> the final encoder's neighbours -> final combiner, fitted on the pairs scoring will see.
         """
-        rule_pairs = pairs
         cfg, settings = self.config, self.config.training
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
+        self._total_records = normalised.height
+        known_all = int(np.not_equal(labels, None).sum()) if labels is not None else 0
+        sample = None  # embedding (kNN) passes need every record, so they train on all
+        if not has_embedding_pass(cfg):
+            sample = training_sample(pairs, normalised.height, settings.max_pairs, settings.random_pairs, rng)
+        if sample is not None:
+            normalised, pairs = normalised[sample.rows], sample.pairs
+            labels = labels[sample.rows] if labels is not None else None
+            self._pair_weight, self._u_rows = sample.pair_weight, sample.u_rows
+        else:
+            self._pair_weight, self._u_rows = 1.0, np.arange(normalised.height)
+        rule_pairs = pairs
         encoder = SiameseEncoder(dict(cfg.fields), settings.buckets, settings.dim, settings.max_chars)
         combiner = Combiner(cfg.field_names, em_iterations=settings.em_iterations)
         steps = settings.epochs * settings.steps_per_epoch
@@ -64,9 +76,9 @@ class DedupModel:
             embeddings = embed_records(encoder, normalised)
             left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
             sims = pair_similarities(embeddings, left, right)
-            known = np.flatnonzero(np.not_equal(labels, None))
+            known = np.intersect1d(np.flatnonzero(np.not_equal(labels, None)), self._u_rows)
             u_sims = self._random_pair_similarities(embeddings, known, rng)
-            combiner.fit_labelled(sims, same, u_sims, total_pairs=len(known) * (len(known) - 1) / 2)
+            combiner.fit_labelled(sims, same, u_sims, known_all * (known_all - 1) / 2, self._pair_weight)
         else:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
@@ -85,7 +97,7 @@ class DedupModel:
         return self
 
     def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
-        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings.vectors))
+        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings))
 
     def candidates(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
         """The full candidate pairs: rule passes plus this model's embedding neighbours."""
@@ -101,9 +113,9 @@ class DedupModel:
         embeddings = embed_records(encoder, normalised)
         sims = pair_similarities(embeddings, pairs.left, pairs.right)
         m_sims = synthetic_duplicate_similarities(encoder, normalised, rng, SYNTHETIC_PAIRS)
-        n = normalised.height
-        u_sims = self._random_pair_similarities(embeddings, np.arange(n), rng)
-        return combiner.fit_em(sims, m_sims, u_sims, total_pairs=n * (n - 1) / 2)
+        n = self._total_records
+        u_sims = self._random_pair_similarities(embeddings, self._u_rows, rng)
+        return combiner.fit_em(sims, m_sims, u_sims, total_pairs=n * (n - 1) / 2, pair_weight=self._pair_weight)
 
     def _random_pair_similarities(self, embeddings: FieldEmbeddings, rows: np.ndarray, rng) -> np.ndarray:
         """Similarities of random pairs among ``rows``: the population blocking leaves out."""
@@ -170,6 +182,40 @@ class DedupModel:
         model = cls(expect or config)
         model.encoder_, model.combiner_ = encoder, combiner
         return model
+
+
+@dataclass(frozen=True)
+class TrainingSample:
+    """A uniform sample of candidate pairs and random records: what training sees on big inputs."""
+
+    rows: np.ndarray  # row positions (sorted) of the records kept
+    pairs: CandidatePairs  # sampled pairs, as positions into ``rows``
+    pair_weight: float  # how many candidates each sampled pair stands for
+    u_rows: np.ndarray  # positions into ``rows`` of the uniformly drawn records (for random pairs)
+
+
+def training_sample(
+    pairs: CandidatePairs, n: int, max_pairs: int, random_records: int, rng: np.random.Generator
+) -> TrainingSample | None:
+    """Sample ``max_pairs`` candidates plus ``random_records`` records, or None if all fit.
+
+    Training cost is then bounded by the sample, not by the input size; the combiner weights
+    each sampled pair by ``len(pairs) / max_pairs`` so the match rate it learns is unchanged.
+    """
+    if len(pairs) <= max_pairs:
+        return None
+    take = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
+    drawn = rng.choice(n, size=min(n, random_records), replace=False)
+    rows = np.unique(np.concatenate([pairs.left[take], pairs.right[take], drawn]))
+    position = np.searchsorted
+    sampled = CandidatePairs(
+        left=position(rows, pairs.left[take]),
+        right=position(rows, pairs.right[take]),
+        pass_index=pairs.pass_index[take],
+        pass_names=pairs.pass_names,
+        pass_counts=pairs.pass_counts,
+    )
+    return TrainingSample(rows, sampled, len(pairs) / max_pairs, position(rows, np.sort(drawn)))
 
 
 def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

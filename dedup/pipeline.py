@@ -101,10 +101,30 @@ def as_config(config: DedupConfig | str | Path) -> DedupConfig:
     return config if isinstance(config, DedupConfig) else load_config(config)
 
 
+_LOADED: dict[tuple, tuple[pl.DataFrame, pl.DataFrame]] = {}
+
+
 def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read stage: the validated table and its normalised field values."""
+    """Read stage: the validated table and its normalised field values.
+
+    Every stage starts from the input file (so each can run on its own, as a flow task); the
+    last file read is kept in memory, keyed on its path, size, modification time and the
+    config, so stages run one after another in a process read and normalise it once.
+    """
+    path = Path(input_path)
+    try:
+        stat = path.resolve().stat()
+        key: tuple | None = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, config.model_dump_json())
+    except OSError:
+        key = None  # read_records gives the proper error
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
     records = read_records(input_path, config)
-    return records, normalise_fields(records, config)
+    loaded = records, normalise_fields(records, config)
+    _LOADED.clear()
+    if key is not None:
+        _LOADED[key] = loaded
+    return loaded
 
 
 def label_split(labels: pl.Series, seed: int, test_share: float = TEST_SHARE) -> np.ndarray:
@@ -128,8 +148,9 @@ def train_labels(records: pl.DataFrame, config: DedupConfig) -> tuple[np.ndarray
 def block_stage(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
     """Candidate pairs (row positions + first pass) to ``dest/candidates.parquet``."""
     records, normalised = load_input(input_path, config)
-    largest = [estimate_pass(records, normalised, p).largest_block for p in config.passes]
-    return save_candidates(block(records, normalised, config), Path(dest), largest)
+    estimates = [estimate_pass(records, normalised, p) for p in config.passes]
+    pairs = block(records, normalised, config, estimates)
+    return save_candidates(pairs, Path(dest), [e.largest_block for e in estimates])
 
 
 def save_candidates(pairs: CandidatePairs, dest: Path, largest_blocks: list[int] | None = None) -> Path:
@@ -178,17 +199,21 @@ def score_stage(
     if has_embedding_pass(config):  # the model's neighbours complete the rule passes' candidates
         pairs = model.candidates(pairs, embeddings)
         save_candidates(pairs, Path(dest))
-    scored = score_pairs(model, records, embeddings, pairs)
-    write_json({"encode": round(encode_seconds, 4)}, Path(dest) / "score_timings.json")
+    inner = {"encode": round(encode_seconds, 4)}
+    scored = score_pairs(model, records, embeddings, pairs, inner)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
-    return write_parquet(scored, Path(dest) / "pairs.parquet")
+    start = time.perf_counter()
+    target = write_parquet(scored, Path(dest) / "pairs.parquet")
+    inner["write_pairs"] = round(time.perf_counter() - start, 4)
+    write_json(inner, Path(dest) / "score_timings.json")
+    return target
 
 
 def cluster_stage(
     input_path: str | Path, config: DedupConfig, candidates: str | Path, pairs_path: str | Path, dest: str | Path
 ) -> Path:
     """Clusters from the scored pairs: every input row with its cluster to ``dest/clusters.parquet``."""
-    records = read_records(input_path, config)
+    records, _ = load_input(input_path, config)
     pairs = load_candidates(scored_candidates(pairs_path, candidates))
     probability = pl.read_parquet(pairs_path, columns=["match_probability"])["match_probability"].to_numpy()
     clusters = cluster_records(
@@ -222,17 +247,18 @@ def report_stage(
     them as its cache).
     """
     layout = Layout(Path(output))
-    records = read_records(input_path, config)
+    records, _ = load_input(input_path, config)
     pairs = load_candidates(scored_candidates(files.pairs, files.candidates))
     scored = pl.read_parquet(files.pairs)
     clusters = pl.read_parquet(files.clusters)
-    inner = files.pairs.with_name("score_timings.json")
-    if inner.exists():  # the score stage encodes first: report the two parts separately
-        encode = json.loads(inner.read_text())["encode"]
-        timings = {**timings, "encode": encode}
+    inner_path = files.pairs.with_name("score_timings.json")
+    inner = json.loads(inner_path.read_text()) if inner_path.exists() else {}
+    if "encode" in inner:  # the score stage encodes first: report the two parts separately
+        timings = {**timings, "encode": inner["encode"]}
         if "score" in timings:
-            timings["score"] = round(max(timings["score"] - encode, 0.0), 4)
+            timings["score"] = round(max(timings["score"] - inner["encode"], 0.0), 4)
     report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
+    report["score_breakdown_seconds"] = inner
     report["input"] = str(input_path)
     report["model"] = str(layout.model if files.publish_model else files.model)
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))

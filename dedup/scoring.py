@@ -7,58 +7,96 @@ with one gather and one reduction (O(pairs), vectorised). The network never sees
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+import torch
 
 from dedup.blocking import CandidatePairs
-from dedup.encoder import SiameseEncoder, encode_field
+from dedup.encoder import SiameseEncoder, encode_values
 from dedup.progress import progress
 
 if TYPE_CHECKING:
     from dedup.model import DedupModel
 
-PAIR_CHUNK = 1 << 18
+PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
 
 
 class FieldEmbeddings:
-    """Cached unit-norm embeddings of every record, per field, with null masks."""
+    """Cached embeddings of every record, per field, stored once per distinct value.
 
-    def __init__(self, vectors: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> None:
-        self.vectors = vectors
-        self.nulls = nulls
+    ``tables[f]`` is ``(distinct + 1, dim)`` unit vectors with a zero row 0 for nulls, and
+    ``codes[f]`` (int32) is each record's row in it, so memory grows with distinct values, not
+    with records times dimensions.
+    """
+
+    def __init__(self, tables: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> None:
+        self.tables = tables
+        self.codes = codes
+
+    @classmethod
+    def from_dense(cls, vectors: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> FieldEmbeddings:
+        """From one vector per record (tests, small data)."""
+        tables, codes = {}, {}
+        for f, vec in vectors.items():
+            tables[f] = np.vstack([np.zeros((1, vec.shape[1]), np.float32), vec.astype(np.float32)])
+            codes[f] = np.where(nulls[f], 0, np.arange(1, len(vec) + 1)).astype(np.int32)
+        return cls(tables, codes)
 
     @property
     def fields(self) -> list[str]:
-        return list(self.vectors)
+        return list(self.tables)
+
+    def dense(self, field: str) -> np.ndarray:
+        """One vector per record (zeros for nulls): ``(records, dim)``."""
+        return self.tables[field][self.codes[field]]
+
+    def nulls(self, field: str) -> np.ndarray:
+        return self.codes[field] == 0
 
 
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
-    """Embed each field of each record once."""
-    vectors = {f: encode_field(encoder, normalised[f], f) for f in progress(encoder.fields, desc="encoding fields")}
-    nulls = {f: normalised[f].is_null().to_numpy() for f in encoder.fields}
-    return FieldEmbeddings(vectors, nulls)
+    """Embed each field of each record once (each distinct value once)."""
+    tables, codes = {}, {}
+    for f in progress(encoder.fields, desc="encoding fields"):
+        tables[f], codes[f] = encode_values(encoder, normalised[f], f)
+    return FieldEmbeddings(tables, codes)
 
 
 def pair_similarities(
     embeddings: FieldEmbeddings, left: np.ndarray, right: np.ndarray, chunk: int = PAIR_CHUNK
 ) -> np.ndarray:
-    """Cosine similarity per pair and field, ``(pairs, fields)`` float32; NaN where either is null."""
+    """Cosine similarity per pair and field, ``(pairs, fields)`` float32; NaN where either is null.
+
+    Per field, the pairs' table rows are gathered a cache-sized chunk at a time and multiplied
+    (torch, on all cores); a random gather over the whole pair list at once runs 5x slower.
+    """
     fields = embeddings.fields
-    out = np.empty((len(left), len(fields)), dtype=np.float32)
-    for j, f in enumerate(progress(fields, desc="scoring pairs") if len(left) > PAIR_CHUNK else fields):
-        vec, null = embeddings.vectors[f], embeddings.nulls[f]
-        for start in range(0, len(left), chunk):
-            lo, hi = left[start : start + chunk], right[start : start + chunk]
-            sims = np.einsum("ij,ij->i", vec[lo], vec[hi])
-            sims[null[lo] | null[hi]] = np.nan
-            out[start : start + chunk, j] = np.clip(sims, -1.0, 1.0)
-    return out
+    out = np.empty((len(fields), len(left)), dtype=np.float32)  # field-major: each column contiguous
+    with torch.inference_mode():
+        for j, f in enumerate(progress(fields, desc="scoring pairs") if len(left) > 1 << 20 else fields):
+            table = torch.from_numpy(embeddings.tables[f])
+            codes = embeddings.codes[f]
+            code_l = torch.from_numpy(codes[left].astype(np.int64))
+            code_r = torch.from_numpy(codes[right].astype(np.int64))
+            result = torch.from_numpy(out[j])
+            for start in range(0, len(left), chunk):
+                a = table.index_select(0, code_l[start : start + chunk])
+                b = table.index_select(0, code_r[start : start + chunk])
+                result[start : start + chunk] = (a * b).sum(dim=1)
+            result.clamp_(-1.0, 1.0)
+            result[(code_l == 0) | (code_r == 0)] = torch.nan
+    return out.T
 
 
 def score_pairs(
-    model: DedupModel, records: pl.DataFrame, embeddings: FieldEmbeddings, pairs: CandidatePairs
+    model: DedupModel,
+    records: pl.DataFrame,
+    embeddings: FieldEmbeddings,
+    pairs: CandidatePairs,
+    timings: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """The pairs table users read.
 
@@ -69,7 +107,10 @@ def score_pairs(
     records identical on every field are floored at 30 bits.
     """
     id_col = model.config.id_column
+    start = time.perf_counter()
     sims = pair_similarities(embeddings, pairs.left, pairs.right)
+    if timings is not None:
+        timings["similarities"] = round(time.perf_counter() - start, 4)
     ids = records[id_col]
     combiner = model.combiner_
     match_weight = combiner.match_weight(sims)

@@ -11,7 +11,7 @@ def test_similarities_are_gathered_dot_products_with_nulls() -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     nulls = np.zeros(50, bool)
     nulls[3] = True
-    emb = FieldEmbeddings({"f": vectors, "g": vectors[::-1].copy()}, {"f": nulls, "g": np.zeros(50, bool)})
+    emb = FieldEmbeddings.from_dense({"f": vectors, "g": vectors[::-1].copy()}, {"f": nulls, "g": np.zeros(50, bool)})
     left, right = rng.integers(0, 50, 1000), rng.integers(0, 50, 1000)
     sims = pair_similarities(emb, left, right, chunk=64)  # several chunks
     expected = np.sum(vectors[left] * vectors[right], axis=1)

@@ -1,0 +1,206 @@
+"""Speed and memory at scale: dedup and Splink side by side on generated people.
+
+    python benchmarks/scale.py --n 100000 1000000     # both tools, both sizes
+    python benchmarks/scale.py --n 1000000 --no-splink
+
+Per size: ``dedup.synth`` writes N records (seeded, cached under --workdir), then each tool runs
+in its own child process (so peak RSS is its own) from the Parquet file to clusters and scored
+pairs on disk:
+
+- dedup: ``dedup.pipeline.run`` with benchmarks/configs/synth.yaml (label-free training included).
+- Splink (DuckDB backend, ``pip install -e '.[bench]'``): the same blocking rules, Splink's own
+  comparisons for people (names, date of birth, postcode, e-mail), its usual training recipe
+  (random-sampling u, EM on two blocking rules), ``predict()`` of every candidate pair written to
+  Parquet, connected components at 0.5 written to Parquet.
+
+Both are scored with the same code against the generated truth (column ``cluster``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
+THRESHOLD = 0.5
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the two workers (each runs in a child process) -------------------------------------------
+def run_dedup(input_path: Path, output: Path) -> dict:
+    from dedup.config import load_config
+    from dedup.pipeline import run
+
+    start = time.perf_counter()
+    report = run(input_path, CONFIG, output)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "stages": report["timings_seconds"],
+        "score_breakdown": report["score_breakdown_seconds"],
+        "pairs": report["counts"]["candidate_pairs"],
+        "records": report["counts"]["records"],
+        "fields": len(load_config(CONFIG).fields),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_splink(input_path: Path, output: Path) -> dict:
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    output.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 3)
+        clock = now
+
+    start = clock
+    db_api = DuckDBAPI()
+    records = db_api.register(pl.read_parquet(input_path).drop("cluster").to_arrow())
+    lap("read")
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        blocking_rules_to_generate_predictions=[
+            block_on("first_name", "surname"),
+            block_on("surname", "dob"),
+            block_on("first_name", "dob"),
+            block_on("postcode"),
+            block_on("email"),
+            block_on("phone"),
+        ],
+        comparisons=[
+            cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+            cl.NameComparison("surname").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("dob", input_is_string=True),
+            cl.LevenshteinAtThresholds("address", [1, 3]),
+            cl.NameComparison("city"),
+            cl.PostcodeComparison("postcode"),
+            cl.LevenshteinAtThresholds("email", [1, 2]),
+            cl.LevenshteinAtThresholds("phone", [1, 2]),
+        ],
+        retain_intermediate_calculation_columns=False,
+    )
+    linker = Linker(records, settings)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("first_name", "surname", "dob"), block_on("email")], recall=0.7
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=0)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_name", "surname"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
+    lap("train")
+    predictions = linker.inference.predict()
+    predictions.to_parquet(str(output / "pairs.parquet"), overwrite=True)
+    lap("predict+write pairs")
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, THRESHOLD)
+    clusters.to_parquet(str(output / "clusters.parquet"), overwrite=True)
+    lap("cluster+write")
+    return {"seconds": time.perf_counter() - start, "stages": stages, "peak_rss_mb": peak_rss_mb()}
+
+
+# ---- the driver -----------------------------------------------------------------------------
+def child(tool: str, input_path: Path, output: Path) -> dict:
+    """Run one tool in a fresh process and return its JSON result."""
+    cmd = [sys.executable, __file__, "--worker", tool, "--input", str(input_path), "--output", str(output)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, float]:
+    """Cluster-pair and pairwise F1 of one tool's output against the generated truth."""
+    from dedup.evaluation import evaluate_frames
+
+    truth = pl.read_parquet(truth_path, columns=["unique_id", "cluster"])
+    clusters = pl.read_parquet(output / "clusters.parquet").select(
+        pl.col("unique_id").cast(pl.Int64), pl.col("cluster_id").cast(pl.String)
+    )
+    aligned = truth.join(clusters, on="unique_id", how="left", maintain_order="left").with_columns(
+        pl.col("cluster_id").fill_null(pl.col("unique_id").cast(pl.String))  # Splink drops no one, but be safe
+    )
+    pairs = pl.read_parquet(output / "pairs.parquet", columns=[id_l, id_r, "match_probability"]).select(
+        pl.col(id_l).cast(pl.Int64).alias("unique_id_l"),
+        pl.col(id_r).cast(pl.Int64).alias("unique_id_r"),
+        (pl.col("match_probability") >= THRESHOLD).alias("is_match"),
+    )
+    metrics = evaluate_frames(aligned, pairs, "unique_id", aligned["cluster"])
+    return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
+
+
+def bench(n: int, workdir: Path, seed: int, with_splink: bool) -> None:
+    from dedup.synth import write
+
+    data = workdir / f"synth_{n}_{seed}.parquet"
+    if not data.exists():
+        start = time.perf_counter()
+        write(n, data, seed=seed)
+        print(f"generated {n:,} records in {time.perf_counter() - start:.1f}s -> {data}")
+    ours = child("dedup", data, workdir / f"dedup_{n}")
+    ours.update(scores(data, workdir / f"dedup_{n}", "unique_id_l", "unique_id_r"))
+    breakdown, stages = ours["score_breakdown"], ours["stages"]
+    pair_fields = ours["pairs"] * ours["fields"]
+    print(f"\n== {n:,} records ==")
+    print(
+        f"dedup   total {ours['seconds']:7.1f}s  peak RSS {ours['peak_rss_mb'] / 1024:5.2f} GB  "
+        f"pairs {ours['pairs']:,}  cluster F1 {ours['cluster_f1']:.4f}  pair F1 {ours['pair_f1']:.4f}"
+    )
+    print("        stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    print(
+        f"        encode {n * ours['fields'] / stages['encode'] / 1e3:,.0f}k strings/s; "
+        f"pair similarities {pair_fields / breakdown['similarities'] / 1e6:,.1f}M pair-fields/s; "
+        f"pairs end to end {ours['pairs'] / ours['seconds'] / 1e3:,.0f}k/s; "
+        f"write pairs {breakdown['write_pairs']:.1f}s"
+    )
+    if not with_splink:
+        return
+    theirs = child("splink", data, workdir / f"splink_{n}")
+    theirs.update(scores(data, workdir / f"splink_{n}", "unique_id_l", "unique_id_r"))
+    print(
+        f"splink  total {theirs['seconds']:7.1f}s  peak RSS {theirs['peak_rss_mb'] / 1024:5.2f} GB  "
+        f"cluster F1 {theirs['cluster_f1']:.4f}  pair F1 {theirs['pair_f1']:.4f}"
+    )
+    print("        stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in theirs["stages"].items()))
+    print(
+        f"splink / dedup time: {theirs['seconds'] / ours['seconds']:.2f}x; "
+        f"cluster F1 dedup {ours['cluster_f1']:.4f} vs splink {theirs['cluster_f1']:.4f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedup-scale"))
+    parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument("--worker", choices=["dedup", "splink"], help=argparse.SUPPRESS)
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = (run_dedup if args.worker == "dedup" else run_splink)(args.input, args.output)
+        print(json.dumps(result))
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    for n in args.n:
+        bench(n, args.workdir, args.seed, not args.no_splink)
+
+
+if __name__ == "__main__":
+    main()
