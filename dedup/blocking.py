@@ -125,13 +125,29 @@ def guard_pass(estimate: PassEstimate, p: BlockingPass, limit: int) -> None:
         )
 
 
-def run_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -> tuple[np.ndarray, np.ndarray]:
-    """Row-position pairs (unordered, possibly unsorted) produced by one rule pass."""
+def run_pass(
+    records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass, part: int = 0, parts: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-position pairs (unordered, possibly unsorted) produced by one rule pass.
+
+    With ``parts > 1`` only the records whose block key hashes to ``part`` take part: records in
+    different partitions never share a block, so the partitions' pairs add up to the whole pass.
+    A sorted neighbourhood pass is partitioned on its ``block_on`` keys; without them it runs
+    whole in partition 0.
+    """
+    empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
-        return np.empty(0, np.int64), np.empty(0, np.int64)  # needs a trained encoder: see add_embedding_passes
+        return empty  # needs a trained encoder: see add_embedding_passes
     frame = _key_frame(records, normalised, p)
+    if parts > 1:
+        keys = [c for c in frame.columns if c != "_row"]
+        keys = keys if isinstance(p, ExactPass) else keys[1:]
+        if keys:
+            frame = frame.filter(pl.struct(keys).hash(seed=0) % parts == part)
+        elif part != 0:
+            return empty
     if frame.height < 2:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return empty
     pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=False)
     pdf.index = pd.Index(frame["_row"].to_numpy().astype(np.int64))
     names = list(pdf.columns)
@@ -246,6 +262,19 @@ def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
     )
 
 
+def pass_allowed(estimate: PassEstimate, p: BlockingPass, config: DedupConfig) -> bool:
+    """Whether a pass may run: over ``blocking_max_pairs`` a configured pass is an error and a
+    default pass (none configured) is skipped with a warning."""
+    try:
+        guard_pass(estimate, p, config.blocking_max_pairs)
+    except BlockingError as exc:
+        if config.blocking is not None:
+            raise
+        warnings.warn(f"skipping default {exc}", stacklevel=2)
+        return False
+    return True
+
+
 def block(
     records: pl.DataFrame,
     normalised: pl.DataFrame,
@@ -254,22 +283,13 @@ def block(
 ) -> CandidatePairs:
     """Run every rule pass (embedding passes come later, with a trained encoder) and union them.
 
-    A configured pass that would exceed ``blocking_max_pairs`` is an error; a default pass
-    (none configured) that would is skipped with a warning. ``estimates`` (one per pass) saves
-    recounting them when the caller has them.
+    ``estimates`` (one per pass) saves recounting them when the caller has them.
     """
     estimates = estimates or [estimate_pass(records, normalised, p) for p in config.passes]
     per_pass = []
     for p, estimate in zip(config.passes, estimates, strict=True):
-        try:
-            guard_pass(estimate, p, config.blocking_max_pairs)
-        except BlockingError as exc:
-            if config.blocking is not None:
-                raise
-            warnings.warn(f"skipping default {exc}", stacklevel=2)
-            per_pass.append((np.empty(0, np.int64), np.empty(0, np.int64)))
-            continue
-        per_pass.append(run_pass(records, normalised, p))
+        allowed = pass_allowed(estimate, p, config)
+        per_pass.append(run_pass(records, normalised, p) if allowed else (np.empty(0, np.int64),) * 2)
     return union_pairs(per_pass, tuple(p.name for p in config.passes))
 
 

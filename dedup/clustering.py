@@ -79,11 +79,23 @@ def cluster_records(
 ) -> pl.DataFrame:
     """Every input row and column plus ``cluster_id``, ``cluster_size`` and ``cluster_confidence``."""
     labels = cluster_labels(records.height, left, right, probability, threshold, settings or ClusteringConfig())
+    total, count = confidence_sums(labels, left, right, probability)
+    return cluster_frame(records, id_column, labels, total, count)
+
+
+def cluster_frame(
+    records: pl.DataFrame, id_column: str, labels: np.ndarray, total: np.ndarray, count: np.ndarray
+) -> pl.DataFrame:
+    """The clusters table from per-record labels and ``confidence_sums`` (added up over pieces).
+
+    ``cluster_confidence`` per record = mean match probability to the other members of its
+    cluster over scored pairs. Low values flag records that joined a cluster through a neighbour
+    rather than on their own evidence; null for records alone in their cluster.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
     return (
-        records.with_columns(
-            pl.Series("_cluster", labels),
-            pl.Series("cluster_confidence", cluster_confidence(labels, left, right, probability)),
-        )
+        records.with_columns(pl.Series("_cluster", labels), pl.Series("cluster_confidence", confidence))
         .with_columns(
             pl.col(id_column).min().over("_cluster").alias("cluster_id"),
             pl.len().over("_cluster").cast(pl.Int64).alias("cluster_size"),
@@ -93,16 +105,20 @@ def cluster_records(
     )
 
 
-def cluster_confidence(labels: np.ndarray, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    """Per record: mean match probability to the other members of its cluster (scored pairs only).
-
-    Low values flag records that joined a cluster through a neighbour rather than on their own
-    evidence. Null (NaN) for records alone in their cluster.
-    """
+def confidence_sums(
+    labels: np.ndarray, left: np.ndarray, right: np.ndarray, probability: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: the sum and count of match probabilities of its scored pairs inside its cluster."""
     n = len(labels)
     inside = labels[left] == labels[right]
     weights = probability[inside].astype(np.float64)
     total = np.bincount(left[inside], weights, n) + np.bincount(right[inside], weights, n)
     count = np.bincount(left[inside], minlength=n) + np.bincount(right[inside], minlength=n)
+    return total, count
+
+
+def cluster_confidence(labels: np.ndarray, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Per record: mean match probability to the other members of its cluster (NaN when alone)."""
+    total, count = confidence_sums(labels, left, right, probability)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)

@@ -19,8 +19,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from dedup.blocking import CandidatePairs, pairs_from_frame, pairs_to_frame
 from dedup.config import DedupConfig
 from dedup.errors import InputError, OutputError
+from dedup.normalise import normalise_fields
 
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
 
@@ -128,6 +130,13 @@ def write_parquet(frame: pl.DataFrame | pa.Table, target: str | Path) -> Path:
     return target
 
 
+def write_parquet_lazy(frame: pl.LazyFrame, target: str | Path) -> Path:
+    """Stream a lazy query to Parquet atomically (never the whole table in memory)."""
+    target = Path(target)
+    _atomic_write(target, lambda tmp: frame.sink_parquet(tmp))
+    return target
+
+
 def copy_file(source: str | Path, target: str | Path) -> Path:
     """Copy a file atomically (the target never exists half-written)."""
     target = Path(target)
@@ -183,3 +192,52 @@ def prepare_output_dir(path: str | Path) -> Path:
     if not os.access(path, os.W_OK):
         raise OutputError(f"output directory is not writable: {path}")
     return path
+
+
+# ---- files passed between stages ------------------------------------------------------------
+_LOADED: dict[tuple, tuple[pl.DataFrame, pl.DataFrame]] = {}
+
+
+def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read stage: the validated table and its normalised field values.
+
+    Every stage starts from the input file (so each can run on its own, as a flow task); the
+    last file read is kept in memory, keyed on its path, size, modification time and the
+    config, so stages run one after another in a process read and normalise it once.
+    """
+    path = Path(input_path)
+    try:
+        stat = path.resolve().stat()
+        key: tuple | None = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, config.model_dump_json())
+    except OSError:
+        key = None  # read_records gives the proper error
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    records = read_records(input_path, config)
+    loaded = records, normalise_fields(records, config)
+    _LOADED.clear()
+    if key is not None:
+        _LOADED[key] = loaded
+    return loaded
+
+
+def save_candidates(pairs: CandidatePairs, dest: Path, largest_blocks: list[int] | None = None) -> Path:
+    """Candidate pairs (row positions, first pass) to ``dest/candidates.parquet`` plus a JSON sidecar."""
+    target = dest / "candidates.parquet"
+    write_parquet(pairs_to_frame(pairs), target)
+    meta = {"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts, "largest_blocks": largest_blocks}
+    write_json(meta, target.with_suffix(".json"))
+    return target
+
+
+def largest_blocks(candidates: str | Path) -> list[int] | None:
+    return json.loads(Path(candidates).with_suffix(".json").read_text()).get("largest_blocks")
+
+
+def load_candidates(path: str | Path, start: int = 0, stop: int | None = None) -> CandidatePairs:
+    """Candidate pairs from ``save_candidates``'s file; rows ``[start, stop)`` only if given."""
+    path = Path(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    frame = pl.scan_parquet(path).slice(start, None if stop is None else stop - start).collect()
+    pairs = pairs_from_frame(frame, tuple(meta["pass_names"]))
+    return CandidatePairs(pairs.left, pairs.right, pairs.pass_index, pairs.pass_names, tuple(meta["pass_counts"]))

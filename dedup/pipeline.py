@@ -21,31 +21,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dedup.blocking import (
-    CandidatePairs,
-    block,
-    estimate_pass,
-    has_embedding_pass,
-    pairs_from_frame,
-    pairs_to_frame,
-)
+from dedup import parts
+from dedup.blocking import CandidatePairs
 from dedup.charts import write_charts
-from dedup.clustering import cluster_records
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
 from dedup.io import (
     copy_file,
+    largest_blocks,
+    load_candidates,
+    load_input,
     prepare_output_dir,
-    read_records,
     replace_directory,
     swap_directory,
     write_json,
-    write_parquet,
 )
 from dedup.model import DedupModel
-from dedup.normalise import normalise_fields
-from dedup.scoring import score_pairs
 from dedup.summary import largest_clusters
 
 TEST_SHARE = 0.3  # share of labelled entities held out from training for the report's metrics
@@ -101,32 +93,6 @@ def as_config(config: DedupConfig | str | Path) -> DedupConfig:
     return config if isinstance(config, DedupConfig) else load_config(config)
 
 
-_LOADED: dict[tuple, tuple[pl.DataFrame, pl.DataFrame]] = {}
-
-
-def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read stage: the validated table and its normalised field values.
-
-    Every stage starts from the input file (so each can run on its own, as a flow task); the
-    last file read is kept in memory, keyed on its path, size, modification time and the
-    config, so stages run one after another in a process read and normalise it once.
-    """
-    path = Path(input_path)
-    try:
-        stat = path.resolve().stat()
-        key: tuple | None = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, config.model_dump_json())
-    except OSError:
-        key = None  # read_records gives the proper error
-    if key is not None and key in _LOADED:
-        return _LOADED[key]
-    records = read_records(input_path, config)
-    loaded = records, normalise_fields(records, config)
-    _LOADED.clear()
-    if key is not None:
-        _LOADED[key] = loaded
-    return loaded
-
-
 def label_split(labels: pl.Series, seed: int, test_share: float = TEST_SHARE) -> np.ndarray:
     """True for records whose entity is held out for testing; whole clusters stay together."""
     hashed = labels.cast(pl.String).hash(seed=seed).to_numpy()
@@ -145,37 +111,17 @@ def train_labels(records: pl.DataFrame, config: DedupConfig) -> tuple[np.ndarray
 
 
 # ---- stages: files in, files out -----------------------------------------------------------
-def block_stage(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
+def block_stage(input_path: str | Path, config: DedupConfig, dest: str | Path, partitions: int = 1) -> Path:
     """Candidate pairs (row positions + first pass) to ``dest/candidates.parquet``."""
-    records, normalised = load_input(input_path, config)
-    estimates = [estimate_pass(records, normalised, p) for p in config.passes]
-    pairs = block(records, normalised, config, estimates)
-    return save_candidates(pairs, Path(dest), [e.largest_block for e in estimates])
-
-
-def save_candidates(pairs: CandidatePairs, dest: Path, largest_blocks: list[int] | None = None) -> Path:
-    target = dest / "candidates.parquet"
-    write_parquet(pairs_to_frame(pairs), target)
-    meta = {"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts, "largest_blocks": largest_blocks}
-    write_json(meta, target.with_suffix(".json"))
+    dest = Path(dest)
+    pieces = [
+        parts.block_part(input_path, config, i, k, partitions, dest / "blocks")
+        for i in range(len(config.passes))
+        for k in range(partitions)
+    ]
+    target = parts.merge_blocks(config, pieces, dest)
+    shutil.rmtree(dest / "blocks", ignore_errors=True)
     return target
-
-
-def largest_blocks(candidates: str | Path) -> list[int] | None:
-    return json.loads(Path(candidates).with_suffix(".json").read_text()).get("largest_blocks")
-
-
-def scored_candidates(pairs_path: str | Path, candidates: str | Path) -> Path:
-    """The candidates the score stage used: completed by embedding passes if it wrote them."""
-    completed = Path(pairs_path).with_name("candidates.parquet")
-    return completed if completed.exists() else Path(candidates)
-
-
-def load_candidates(path: str | Path) -> CandidatePairs:
-    path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    pairs = pairs_from_frame(pl.read_parquet(path), tuple(meta["pass_names"]))
-    return CandidatePairs(pairs.left, pairs.right, pairs.pass_index, pairs.pass_names, tuple(meta["pass_counts"]))
 
 
 def train_stage(input_path: str | Path, config: DedupConfig, candidates: str | Path, model_dir: str | Path) -> Path:
@@ -187,39 +133,42 @@ def train_stage(input_path: str | Path, config: DedupConfig, candidates: str | P
 
 
 def score_stage(
-    input_path: str | Path, config: DedupConfig, model_dir: str | Path, candidates: str | Path, dest: str | Path
+    input_path: str | Path,
+    config: DedupConfig,
+    model_dir: str | Path,
+    candidates: str | Path,
+    dest: str | Path,
+    records_per_part: int = parts.RECORDS_PER_PART,
+    pairs_per_part: int = parts.PAIRS_PER_PART,
 ) -> Path:
-    """Encode every record once, score every candidate pair, write ``dest/pairs.parquet``."""
-    records, normalised = load_input(input_path, config)
-    model = DedupModel.load(model_dir, expect=config)
-    start = time.perf_counter()
-    embeddings = model.embed(normalised)
-    encode_seconds = time.perf_counter() - start
-    pairs = load_candidates(candidates)
-    if has_embedding_pass(config):  # the model's neighbours complete the rule passes' candidates
-        pairs = model.candidates(pairs, embeddings)
-        save_candidates(pairs, Path(dest))
-    inner = {"encode": round(encode_seconds, 4)}
-    scored = score_pairs(model, records, embeddings, pairs, inner)
-    scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
-    start = time.perf_counter()
-    target = write_parquet(scored, Path(dest) / "pairs.parquet")
-    inner["write_pairs"] = round(time.perf_counter() - start, 4)
-    write_json(inner, Path(dest) / "score_timings.json")
-    return target
+    """Encode every record once, score every candidate pair, write ``dest/pairs.parquet``.
 
-
-def cluster_stage(
-    input_path: str | Path, config: DedupConfig, candidates: str | Path, pairs_path: str | Path, dest: str | Path
-) -> Path:
-    """Clusters from the scored pairs: every input row with its cluster to ``dest/clusters.parquet``."""
+    Records are encoded and pairs scored a piece at a time (``dedup.parts``), so memory holds
+    one piece of pairs, never all of them.
+    """
+    dest = Path(dest)
     records, _ = load_input(input_path, config)
-    pairs = load_candidates(scored_candidates(pairs_path, candidates))
-    probability = pl.read_parquet(pairs_path, columns=["match_probability"])["match_probability"].to_numpy()
-    clusters = cluster_records(
-        records, config.id_column, pairs.left, pairs.right, probability, config.threshold, config.clustering
-    )
-    return write_parquet(clusters, Path(dest) / "clusters.parquet")
+    embeddings = [
+        parts.encode_part(input_path, config, model_dir, start, stop, dest / "embeddings")
+        for start, stop in parts.ranges(records.height, records_per_part)
+    ]
+    candidates = parts.complete_candidates(config, model_dir, candidates, embeddings, dest)
+    scored = [
+        parts.score_part(input_path, config, model_dir, candidates, embeddings, start, stop, dest / "scores")
+        for start, stop in parts.ranges(parts.candidate_count(candidates), pairs_per_part)
+    ]
+    return parts.merge_scores(scored, dest)
+
+
+def cluster_stage(input_path: str | Path, config: DedupConfig, pairs_path: str | Path, dest: str | Path) -> Path:
+    """Clusters from the scored pairs: every input row with its cluster to ``dest/clusters.parquet``."""
+    return parts.cluster_parts(input_path, config, parts.score_files(pairs_path), dest)
+
+
+def scored_candidates(pairs_path: str | Path, candidates: str | Path) -> Path:
+    """The candidates the score stage used: completed by embedding passes if it wrote them."""
+    completed = Path(pairs_path).with_name("candidates.parquet")
+    return completed if completed.exists() else Path(candidates)
 
 
 @dataclass(frozen=True)
@@ -249,7 +198,8 @@ def report_stage(
     layout = Layout(Path(output))
     records, _ = load_input(input_path, config)
     pairs = load_candidates(scored_candidates(files.pairs, files.candidates))
-    scored = pl.read_parquet(files.pairs)
+    id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
+    scored = pl.read_parquet(files.pairs, columns=[id_l, id_r, "is_match"])  # all the report needs
     clusters = pl.read_parquet(files.clusters)
     inner_path = files.pairs.with_name("score_timings.json")
     inner = json.loads(inner_path.read_text()) if inner_path.exists() else {}
@@ -367,7 +317,7 @@ def run(
     with timings.stage("score"):
         pairs_path = score_stage(input_path, config, model_dir, candidates, layout.work)
     with timings.stage("cluster"):
-        clusters_path = cluster_stage(input_path, config, candidates, pairs_path, layout.work)
+        clusters_path = cluster_stage(input_path, config, pairs_path, layout.work)
     with timings.stage("report"):
         files = StageFiles(candidates, pairs_path, clusters_path, model_dir, publish_model=model_path is None)
         return report_stage(input_path, config, layout.output, timings.seconds, files)

@@ -98,9 +98,7 @@ def deduplicate(
     score_key = stage_key("score", input_key, _model_fingerprint(model_dir))
     pairs = clock("score", score, input_path, config, model_dir, candidates, str(layout.stages / f"score-{score_key}"))
     cluster_key = stage_key("cluster", score_key)
-    clusters = clock(
-        "cluster", cluster, input_path, config, candidates, pairs, str(layout.stages / f"cluster-{cluster_key}")
-    )
+    clusters = clock("cluster", cluster, input_path, config, pairs, str(layout.stages / f"cluster-{cluster_key}"))
 
     files = pipeline.StageFiles(Path(candidates), Path(pairs), Path(clusters), Path(model_dir), publish_model)
     result = report(input_path, config, str(layout.output), clock.seconds, files)

@@ -61,13 +61,10 @@ def score(input_path: str, config: DedupConfig, model_dir: str, candidates: str,
 
 
 @task(retries=2, retry_delay_seconds=2)
-def cluster(input_path: str, config: DedupConfig, candidates: str, pairs: str, dest: str) -> str:
+def cluster(input_path: str, config: DedupConfig, pairs: str, dest: str) -> str:
     path = Path(dest)
     return _reuse_or_run(
-        "cluster",
-        path,
-        path / "clusters.parquet",
-        lambda: pipeline.cluster_stage(input_path, config, candidates, pairs, path),
+        "cluster", path, path / "clusters.parquet", lambda: pipeline.cluster_stage(input_path, config, pairs, path)
     )
 
 

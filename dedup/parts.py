@@ -1,0 +1,224 @@
+"""The stages cut into independent pieces: what a flow fans out over workers.
+
+- block: one piece per (pass, hash partition of that pass's key). Records whose keys hash to
+  different partitions can never share a block, so no pair crosses partitions; a sorted
+  neighbourhood pass without ``block_on`` runs whole in partition 0.
+- encode: one piece per range of records, each writing its fields' distinct-value tables.
+- score: one piece per range of candidate pairs, each writing its rows of ``pairs.parquet`` and
+  a compact ``(left, right, match_probability)`` file; clustering reads only the rows at or above
+  the threshold (the edges), and the per-record confidence streams the compact files one at a time.
+
+Every piece reads its inputs from files and writes its result to a file named after its range,
+so the same functions serve the CLI (one after another) and a Prefect flow on Dask (in parallel).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from dedup.blocking import (
+    EmbeddingPass,
+    estimate_pass,
+    has_embedding_pass,
+    pass_allowed,
+    run_pass,
+    union_pairs,
+)
+from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
+from dedup.config import DedupConfig
+from dedup.io import load_candidates, load_input, save_candidates, write_json, write_parquet, write_parquet_lazy
+from dedup.model import DedupModel
+from dedup.scoring import FieldEmbeddings, score_pairs
+
+RECORDS_PER_PART = 250_000
+PAIRS_PER_PART = 2_000_000
+
+
+def ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of at most ``size`` covering ``0..total`` (one empty range for 0)."""
+    size = max(size, 1)
+    return [(start, min(start + size, total)) for start in range(0, max(total, 1), size)]
+
+
+# ---- block ----------------------------------------------------------------------------------
+def block_part(
+    input_path: str | Path, config: DedupConfig, pass_index: int, part: int, parts: int, dest: str | Path
+) -> Path:
+    """One hash partition of one rule pass: its pairs to ``dest/block-<pass>-<part>.parquet``."""
+    records, normalised = load_input(input_path, config)
+    p = config.passes[pass_index]
+    estimate = estimate_pass(records, normalised, p)
+    left = right = np.empty(0, np.int64)
+    if pass_allowed(estimate, p, config) and not isinstance(p, EmbeddingPass):
+        left, right = run_pass(records, normalised, p, part, parts)
+    target = Path(dest) / f"block-{pass_index}-{part}.parquet"
+    write_json({"largest_block": estimate.largest_block}, target.with_suffix(".json"))
+    return write_parquet(pl.DataFrame({"left": left, "right": right}), target)
+
+
+def merge_blocks(config: DedupConfig, part_paths: list[str | Path], dest: str | Path) -> Path:
+    """Union the pieces into ``dest/candidates.parquet`` (each pair once, with its first pass)."""
+    by_pass: dict[int, list[pl.DataFrame]] = {i: [] for i in range(len(config.passes))}
+    largest: dict[int, int] = {}
+    for path in map(Path, part_paths):
+        pass_index = int(path.stem.split("-")[1])
+        by_pass[pass_index].append(pl.read_parquet(path))
+        largest[pass_index] = json.loads(path.with_suffix(".json").read_text())["largest_block"]
+    per_pass = []
+    for i in range(len(config.passes)):
+        frame = pl.concat(by_pass[i]) if by_pass[i] else pl.DataFrame({"left": [], "right": []})
+        per_pass.append((frame["left"].to_numpy().astype(np.int64), frame["right"].to_numpy().astype(np.int64)))
+    pairs = union_pairs(per_pass, tuple(p.name for p in config.passes))
+    return save_candidates(pairs, Path(dest), [largest.get(i, 0) for i in range(len(config.passes))])
+
+
+# ---- encode ---------------------------------------------------------------------------------
+def encode_part(
+    input_path: str | Path, config: DedupConfig, model_dir: str | Path, start: int, stop: int, dest: str | Path
+) -> Path:
+    """Embed records ``[start, stop)``: per field a distinct-value table and the rows' codes."""
+    _, normalised = load_input(input_path, config)
+    model = DedupModel.load(model_dir, expect=config)
+    clock = time.perf_counter()
+    embeddings = model.embed(normalised.slice(start, stop - start))
+    target = Path(dest) / f"embeddings-{start:012d}.npz"
+    arrays = {f"table.{f}": embeddings.tables[f] for f in embeddings.fields}
+    arrays |= {f"codes.{f}": embeddings.codes[f] for f in embeddings.fields}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(target)
+    write_json({"encode": round(time.perf_counter() - clock, 4)}, target.with_suffix(".json"))
+    return target
+
+
+def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddings:
+    """Join the encode pieces (in record order) into one ``FieldEmbeddings``."""
+    tables: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    codes: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    for path in sorted(map(Path, paths)):
+        with np.load(path, allow_pickle=False) as part:
+            for f in fields:
+                table, code = part[f"table.{f}"], part[f"codes.{f}"]
+                offset = sum(len(t) for t in tables[f]) - 1 if tables[f] else 0  # later pieces drop their zero row
+                tables[f].append(table if not tables[f] else table[1:])
+                codes[f].append(np.where(code > 0, code + offset, 0).astype(np.int32))
+    return FieldEmbeddings(
+        {f: np.concatenate(tables[f]) for f in fields}, {f: np.concatenate(codes[f]) for f in fields}
+    )
+
+
+def complete_candidates(
+    config: DedupConfig, model_dir: str | Path, candidates: str | Path, embeddings: list[str | Path], dest: str | Path
+) -> Path:
+    """The candidates to score: the rule passes' plus, with embedding passes, the model's neighbours."""
+    if not has_embedding_pass(config):
+        return Path(candidates)
+    model = DedupModel.load(model_dir, expect=config)
+    pairs = model.candidates(load_candidates(candidates), load_embeddings(embeddings, config.field_names))
+    return save_candidates(pairs, Path(dest))
+
+
+# ---- score ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScorePart:
+    """What one score piece wrote."""
+
+    pairs: Path  # rows of pairs.parquet
+    scores: Path  # left, right (row positions), match_probability
+
+
+def score_part(
+    input_path: str | Path,
+    config: DedupConfig,
+    model_dir: str | Path,
+    candidates: str | Path,
+    embeddings: list[str | Path],
+    start: int,
+    stop: int,
+    dest: str | Path,
+) -> ScorePart:
+    """Score candidate pairs ``[start, stop)``."""
+    records, _ = load_input(input_path, config)
+    model = DedupModel.load(model_dir, expect=config)
+    pairs = load_candidates(candidates, start, stop)
+    timings: dict[str, float] = {}
+    scored = score_pairs(model, records, load_embeddings(embeddings, config.field_names), pairs, timings)
+    scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
+    dest = Path(dest)
+    clock = time.perf_counter()
+    rows = write_parquet(scored, dest / f"pairs-{start:012d}.parquet")
+    scores = write_parquet(
+        pl.DataFrame({"left": pairs.left, "right": pairs.right, "match_probability": scored["match_probability"]}),
+        dest / f"scores-{start:012d}.parquet",
+    )
+    timings["write_pairs"] = round(time.perf_counter() - clock, 4)
+    write_json(timings, dest / f"scores-{start:012d}.json")
+    return ScorePart(rows, scores)
+
+
+def merge_scores(parts: list[ScorePart], dest: str | Path) -> Path:
+    """``dest/pairs.parquet`` from the pieces (streamed, in pair order) and the summed timings."""
+    dest = Path(dest)
+    ordered = sorted(parts, key=lambda p: p.pairs.name)
+    clock = time.perf_counter()
+    target = write_parquet_lazy(pl.concat([pl.scan_parquet(p.pairs) for p in ordered]), dest / "pairs.parquet")
+    timings: dict[str, float] = {"write_pairs": 0.0, "similarities": 0.0}
+    for part in ordered:
+        for key, value in json.loads(part.scores.with_suffix(".json").read_text()).items():
+            timings[key] = round(timings.get(key, 0.0) + value, 4)
+    timings["write_pairs"] = round(timings["write_pairs"] + time.perf_counter() - clock, 4)
+    encode = [json.loads(p.read_text())["encode"] for p in sorted(dest.glob("embeddings/embeddings-*.json"))]
+    if encode:
+        timings["encode"] = round(sum(encode), 4)
+    write_json({"parts": [str(p.scores.relative_to(dest)) for p in ordered]}, dest / "scores.json")
+    write_json(timings, dest / "score_timings.json")
+    for part in ordered:
+        part.pairs.unlink()
+    return target
+
+
+# ---- cluster --------------------------------------------------------------------------------
+def score_files(pairs_path: str | Path) -> list[Path]:
+    """The compact score pieces behind a ``pairs.parquet`` written by ``merge_scores``."""
+    listing = Path(pairs_path).with_name("scores.json")
+    return [listing.parent / p for p in json.loads(listing.read_text())["parts"]]
+
+
+def cluster_parts(input_path: str | Path, config: DedupConfig, scores: list[Path], dest: str | Path) -> Path:
+    """Clusters from the edges at or above the threshold; confidence streamed over all scored pairs."""
+    records, _ = load_input(input_path, config)
+    edges = (
+        pl.concat([pl.scan_parquet(p) for p in scores])
+        .filter(pl.col("match_probability") >= config.threshold)
+        .collect()
+    )
+    labels = cluster_labels(
+        records.height,
+        edges["left"].to_numpy(),
+        edges["right"].to_numpy(),
+        edges["match_probability"].to_numpy(),
+        config.threshold,
+        config.clustering,
+    )
+    total = np.zeros(records.height)
+    count = np.zeros(records.height, dtype=np.int64)
+    for path in scores:  # one piece in memory at a time
+        part = pl.read_parquet(path)
+        t, c = confidence_sums(
+            labels, part["left"].to_numpy(), part["right"].to_numpy(), part["match_probability"].to_numpy()
+        )
+        total += t
+        count += c
+    clusters = cluster_frame(records, config.id_column, labels, total, count)
+    return write_parquet(clusters, Path(dest) / "clusters.parquet")
+
+
+def candidate_count(candidates: str | Path) -> int:
+    return pl.scan_parquet(candidates).select(pl.len()).collect().item()
