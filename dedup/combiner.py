@@ -62,10 +62,11 @@ class Combiner:
 
     def levels(self, sims: np.ndarray) -> np.ndarray:
         """Level per pair and field: 0 null, 1 exact ... n_levels-1 different. ``sims`` is (P, F)."""
-        edges = np.asarray(self.edges, dtype=np.float32)
-        levels = 1 + (sims[..., None] < edges).sum(axis=-1)
+        ascending = np.sort(np.asarray(self.edges, dtype=np.float32))
+        # 1 + the number of edges above the similarity (a binary search, not a (P, F, edges) array)
+        levels = (1 + len(ascending) - np.searchsorted(ascending, sims, side="right")).astype(np.int8)
         levels[np.isnan(sims)] = NULL_LEVEL
-        return levels.astype(np.int8)
+        return levels
 
     def _frequencies(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
         table = np.empty((levels.shape[1], self.n_levels))
@@ -133,22 +134,35 @@ class Combiner:
 
     def field_weights(self, sims: np.ndarray) -> np.ndarray:
         """Each field's contribution to the match log-odds, in bits (log2 Bayes factor)."""
+        return self._weights_at(self.levels(sims))
+
+    def _weights_at(self, levels: np.ndarray) -> np.ndarray:
         weights = np.log2(self.m_) - np.log2(self.u_)
-        levels = self.levels(sims)
         return weights[np.arange(levels.shape[1])[None, :], levels].astype(np.float32)
 
     def prior_weight(self) -> float:
         return float(np.log2(self.prior_ / (1 - self.prior_)))
 
+    def score(self, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair: field weights (bits, ``(P, F)``), match weight (bits) and match probability.
+
+        Match weight = prior weight + the field weights, except that records identical on every
+        field get at least ``IDENTICAL_BITS`` (EM has nothing to learn from identical rows).
+        """
+        levels = self.levels(sims)
+        contributions = self._weights_at(levels)
+        bits = self.prior_weight() + contributions.sum(axis=1, dtype=np.float64)
+        identical = (levels == EXACT_LEVEL).all(axis=1)
+        bits = np.where(identical, np.maximum(bits, IDENTICAL_BITS), bits)
+        return contributions, bits, _sigmoid(bits * np.log(2)).astype(np.float32)
+
     def match_weight(self, sims: np.ndarray) -> np.ndarray:
-        """Match log-odds in bits: prior weight plus field weights (identical records: at least 30)."""
-        bits = self.prior_weight() + self.field_weights(sims).sum(axis=1, dtype=np.float64)
-        identical = (self.levels(sims) == EXACT_LEVEL).all(axis=1)
-        return np.where(identical, np.maximum(bits, IDENTICAL_BITS), bits)
+        """Match log-odds in bits (see ``score``)."""
+        return self.score(sims)[1]
 
     def predict_proba(self, sims: np.ndarray) -> np.ndarray:
         """Match probability per pair."""
-        return _sigmoid(self.match_weight(sims) * np.log(2)).astype(np.float32)
+        return self.score(sims)[2]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -194,6 +194,13 @@ def prepare_output_dir(path: str | Path) -> Path:
     return path
 
 
+def count_rows(path: str | Path) -> int:
+    """Rows of a Parquet file, from its footer (no data read)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(check_input_file(path)).metadata.num_rows
+
+
 # ---- files passed between stages ------------------------------------------------------------
 _LOADED: dict[tuple, tuple[pl.DataFrame, pl.DataFrame]] = {}
 

@@ -112,20 +112,17 @@ def score_pairs(
     if timings is not None:
         timings["similarities"] = round(time.perf_counter() - start, 4)
     ids = records[id_col]
-    combiner = model.combiner_
-    match_weight = combiner.match_weight(sims)
-    contributions = combiner.field_weights(sims)
+    contributions, match_weight, probability = model.combiner_.score(sims)
     frame = pl.DataFrame(
         {
             f"{id_col}_l": ids.gather(pairs.left),
             f"{id_col}_r": ids.gather(pairs.right),
-            "match_probability": combiner.predict_proba(sims),
+            "match_probability": probability,
             "match_weight": match_weight.astype(np.float32),
             **{f"sim_{f}": pl.Series(sims[:, j]).fill_nan(None) for j, f in enumerate(embeddings.fields)},
             **{f"bf_{f}": contributions[:, j] for j, f in enumerate(embeddings.fields)},
-            "blocking_pass": pl.Series(
-                np.asarray(pairs.pass_names, dtype=object)[pairs.pass_index] if len(pairs) else [],
-                dtype=pl.String,
+            "blocking_pass": pl.Series(pairs.pass_index, dtype=pl.Int16).replace_strict(
+                dict(enumerate(pairs.pass_names)), return_dtype=pl.String
             ),
         }
     )

@@ -12,18 +12,19 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from dedup import pipeline, registry
+from dedup import parts, pipeline, registry
 from dedup.config import DedupConfig, load_config
 from dedup.fingerprint import config_digest, file_digest, stage_key
 from dedup.io import check_input_file
 from dedup.summary import largest_clusters, report_markdown
-from flows.tasks import StageClock, block, cluster, report, score, train
+from flows.runners import task_runner
+from flows.tasks import Partitioning, StageClock, block, cluster, report, score, train
 
 
 def _model_fingerprint(model_dir: str | Path) -> str:
@@ -66,19 +67,47 @@ def deduplicate(
     model_name: str = "default",
     retrain: bool = False,
     model: str | None = None,
+    runner: Literal["local", "dask"] = "local",
+    dask_address: str | None = None,
+    block_partitions: int = 1,
+    records_per_part: int = parts.RECORDS_PER_PART,
+    pairs_per_part: int = parts.PAIRS_PER_PART,
 ) -> dict[str, Any]:
     """Deduplicate one Parquet file.
 
     The model is ``model`` if given; else the latest version of ``model_name`` under
     ``models_dir`` unless ``retrain``; else one trained on the input (registered as a new version
     when ``models_dir`` is set, otherwise written to ``OUTPUT/model``).
+
+    ``runner``: ``local`` runs the stage pieces on threads in this process; ``dask`` runs them on
+    a Dask cluster, the one at ``dask_address`` (``tcp://host:8786``) or a temporary local one.
+    ``block_partitions``, ``records_per_part`` and ``pairs_per_part`` set the pieces' size.
     """
+    partitioning = Partitioning(block_partitions, records_per_part, pairs_per_part)
+    stages = run_stages.with_options(task_runner=task_runner(runner, dask_address))
+    result = stages(input_path, config_path, output, models_dir, model_name, retrain, model, partitioning)
+    publish_artifacts(result, load_config(config_path), Path(output))  # on this run, where the UI looks
+    return result
+
+
+@flow(name="deduplicate-stages", log_prints=True)
+def run_stages(
+    input_path: str,
+    config_path: str,
+    output: str,
+    models_dir: str | None,
+    model_name: str,
+    retrain: bool,
+    model: str | None,
+    partitioning: Partitioning,
+) -> dict[str, Any]:
+    """The stages in order, on the task runner the ``deduplicate`` flow chose."""
     logger = get_run_logger()
     config = load_config(config_path)
     layout = pipeline.start(output)
     clock = StageClock()
     input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
-    candidates = clock("block", block, input_path, config, str(layout.stages / f"block-{input_key}"))
+    candidates = clock("block", block, input_path, config, str(layout.stages / f"block-{input_key}"), partitioning)
 
     publish_model = False
     if model is not None:
@@ -96,13 +125,13 @@ def deduplicate(
             model_dir, publish_model = trained, True
 
     score_key = stage_key("score", input_key, _model_fingerprint(model_dir))
-    pairs = clock("score", score, input_path, config, model_dir, candidates, str(layout.stages / f"score-{score_key}"))
+    score_dir = str(layout.stages / f"score-{score_key}")
+    pairs = clock("score", score, input_path, config, model_dir, candidates, score_dir, partitioning)
     cluster_key = stage_key("cluster", score_key)
     clusters = clock("cluster", cluster, input_path, config, pairs, str(layout.stages / f"cluster-{cluster_key}"))
 
     files = pipeline.StageFiles(Path(candidates), Path(pairs), Path(clusters), Path(model_dir), publish_model)
     result = report(input_path, config, str(layout.output), clock.seconds, files)
-    publish_artifacts(result, config, layout.output)
     counts = result["counts"]
     logger.info(
         "%d records -> %d clusters (%d with duplicates, largest %d); wrote %s",
@@ -124,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="default")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--model", default=None, help="a saved model directory to use")
+    parser.add_argument("--runner", choices=["local", "dask"], default="local")
+    parser.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster (tcp://host:8786)")
+    parser.add_argument("--block-partitions", type=int, default=1)
+    parser.add_argument("--records-per-part", type=int, default=parts.RECORDS_PER_PART)
+    parser.add_argument("--pairs-per-part", type=int, default=parts.PAIRS_PER_PART)
     args = parser.parse_args(argv)
     deduplicate(
         str(Path(args.input)),
@@ -133,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         args.model_name,
         args.retrain,
         args.model,
+        args.runner,
+        args.dask_address,
+        args.block_partitions,
+        args.records_per_part,
+        args.pairs_per_part,
     )
     return 0
 

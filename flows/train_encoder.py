@@ -17,7 +17,7 @@ from dedup import registry
 from dedup.config import load_config
 from dedup.fingerprint import config_digest, file_digest, stage_key
 from dedup.io import check_input_file, prepare_output_dir
-from flows.tasks import StageClock, block, train
+from flows.tasks import Partitioning, StageClock, block, train
 
 
 @flow(name="train-encoder", log_prints=True)
@@ -33,7 +33,7 @@ def train_encoder(
     stages = prepare_output_dir(Path(models_dir) / model_name / ".stages")
     clock = StageClock()
     input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
-    candidates = clock("block", block, input_path, config, str(stages / f"block-{input_key}"))
+    candidates = clock("block", block, input_path, config, str(stages / f"block-{input_key}"), Partitioning())
     train_key = stage_key("train", input_key)
     trained = clock("train", train, input_path, config, candidates, str(stages / f"train-{train_key}"))
     version = registry.register(models_dir, model_name, trained, train_key)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 
 from dedup.config import DedupConfig, parse_config
 from dedup.datasets import load_febrl
+from tests.processes import free_port, start, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +57,27 @@ def tiny_config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("config") / "febrl.yaml"
     path.write_text(FEBRL_YAML + TINY_TRAINING)
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` on 127.0.0.1 (free port, temporary PREFECT_HOME); yields the
+    environment clients need (PREFECT_API_URL set) and stops the server afterwards."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PWD": str(ROOT),  # prefect.yaml's pull step is `{{ $PWD }}`, as in a shell at the repo root
+    }
+    log = home / "server.log"
+    process = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        health = f"{env['PREFECT_API_URL']}/health"
+        wait_until(lambda: httpx.get(health, timeout=2).status_code == 200, process, log, "prefect server")
+        yield env
+    finally:
+        stop(process)

@@ -9,14 +9,9 @@ it starts is stopped. Select or skip it with `-m deployment` / `-m "not deployme
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,77 +19,9 @@ import polars as pl
 import pytest
 
 from dedup.evaluation import evaluate_output
-from tests.conftest import ROOT
+from tests.processes import BIN, ROOT, start, stop
 
 pytestmark = pytest.mark.deployment
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen:
-    """A `prefect ...` command in the background, in its own process group, output to ``log``."""
-    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [str(BIN / "prefect"), *args],
-            env=env,
-            cwd=cwd,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group twice (a worker ignores the first), then SIGKILL."""
-    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PWD": str(ROOT),  # prefect.yaml's pull step is `{{ $PWD }}`, as in a shell at the repo root
-    }
-    process = _start(["server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "server.log")
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(1)
-        else:
-            pytest.fail("prefect server did not become healthy in 120 s")
-        yield env
-    finally:
-        _stop(process)
-
-
 def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
     done = subprocess.run(
         [str(BIN / "prefect"), *args],
@@ -110,9 +37,9 @@ def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
 
 
 def test_scheduled_deployment_runs_on_a_worker(
-    server: dict[str, str], febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
+    prefect_server: dict[str, str], febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
 ) -> None:
-    env, api = server, server["PREFECT_API_URL"]
+    env, api = prefect_server, prefect_server["PREFECT_API_URL"]
     _prefect(env, "work-pool", "create", "dedup-pool", "--type", "process")
     _prefect(env, "--no-prompt", "deploy", "--all")
 
@@ -139,7 +66,7 @@ def test_scheduled_deployment_runs_on_a_worker(
     )
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
 
-    worker = _start(["worker", "start", "--pool", "dedup-pool"], env, tmp_path / "worker.log", cwd=tmp_path)
+    worker = start(["prefect", "worker", "start", "--pool", "dedup-pool"], env, tmp_path / "worker.log", cwd=tmp_path)
     try:
         deadline = time.time() + 300
         state = None
@@ -149,7 +76,7 @@ def test_scheduled_deployment_runs_on_a_worker(
                 break
             time.sleep(2)
     finally:
-        _stop(worker)
+        stop(worker)
     assert state is not None and state["type"] == "COMPLETED", (tmp_path / "worker.log").read_text()[-3000:]
 
     clusters = pl.read_parquet(out / "clusters.parquet")

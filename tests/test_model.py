@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 import torch
 
-from dedup.blocking import block
+from dedup.blocking import CandidatePairs, block
 from dedup.config import DedupConfig, FieldKind
 from dedup.errors import ModelError
-from dedup.model import DedupModel
+from dedup.model import DedupModel, training_sample
 from dedup.normalise import normalise_fields
 from dedup.scoring import pair_similarities
 from tests.conftest import febrl_config
@@ -103,3 +103,32 @@ def test_supervised_fit_with_labels(febrl1: pl.DataFrame, tiny_config: DedupConf
     same = (truth[pairs.left] == truth[pairs.right])[both]
     predicted = proba[both] >= 0.5
     assert (predicted == same).mean() > 0.99 and (predicted & same).sum() / same.sum() > 0.95
+
+
+def test_training_sample_bounds_the_pairs_and_keeps_their_weight() -> None:
+    rng = np.random.default_rng(0)
+    left = np.sort(rng.integers(0, 5000, 20000))
+    right = left + rng.integers(1, 50, 20000)
+    pairs = CandidatePairs(left, right, np.zeros(20000, np.int16), ("p",), (20000,))
+    assert training_sample(pairs, 5100, 20000, 100, rng) is None  # small enough: train on everything
+    sample = training_sample(pairs, 5100, 1000, 300, rng)
+    assert len(sample.pairs) == 1000 and sample.pair_weight == 20.0
+    assert np.all(np.diff(sample.rows) > 0) and len(sample.u_rows) == 300
+    # positions map back to the original rows, and each sampled pair is a real candidate pair
+    original = set(zip(left.tolist(), right.tolist(), strict=True))
+    back = zip(sample.rows[sample.pairs.left].tolist(), sample.rows[sample.pairs.right].tolist(), strict=True)
+    assert all(pair in original for pair in back)
+
+
+def test_a_model_fitted_on_a_pair_sample_scores_like_one_fitted_on_all(trained, febrl1: pl.DataFrame) -> None:
+    full, normalised, pairs = trained
+    config = febrl_config("\n  max_pairs: 1000\n")  # appended under training: 1,000 of 7,513 candidate pairs
+    assert config.training.max_pairs == 1000
+    sampled = DedupModel(config).fit(normalised, pairs)
+    proba = sampled.combiner_.predict_proba(pair_similarities(sampled.embed(normalised), pairs.left, pairs.right))
+    truth = febrl1["cluster"].to_numpy()
+    same = truth[pairs.left] == truth[pairs.right]
+    predicted = proba >= 0.5
+    assert (predicted & same).sum() / predicted.sum() > 0.97 and (predicted & same).sum() / same.sum() > 0.97
+    # the weighted sample keeps the learned match rate close to the full fit's
+    assert abs(np.log(sampled.combiner_.prior_ / full.combiner_.prior_)) < np.log(2)
