@@ -97,6 +97,8 @@ class DedupModel:
         return self
 
     def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
+        if not has_embedding_pass(self.config):
+            return rule_pairs
         return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings))
 
     def candidates(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:

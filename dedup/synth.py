@@ -98,7 +98,7 @@ def entities(count: int, rng: np.random.Generator) -> pl.DataFrame:
         }
     ).with_columns(
         pc3=pl.lit(rng.integers(0, 10, size=count)).cast(pl.String) + pl.col("pc3"),
-        mail_digits=_digits(count, 2, rng),
+        mail_digits=pl.Series(rng.integers(1, 10_000, size=count)).cast(pl.String),  # e-mails are personal
         phone="07" + _digits(count, 9, rng),
     )
     return frame.select(
@@ -109,9 +109,7 @@ def entities(count: int, rng: np.random.Generator) -> pl.DataFrame:
         "city",
         (pl.col("pc1") + pl.col("pc2").cast(pl.String) + " " + pl.col("pc3")).alias("postcode"),
         (
-            pl.col("first_name") + pl.col("sep") + pl.col("surname")
-            + pl.when(pl.lit(rng.random(count) < 0.5)).then(pl.col("mail_digits")).otherwise(pl.lit(""))
-            + "@" + pl.col("domain")
+            pl.col("first_name") + pl.col("sep") + pl.col("surname") + pl.col("mail_digits") + "@" + pl.col("domain")
         ).alias("email"),
         "phone",
     )
