@@ -72,7 +72,12 @@ def _cluster_sizes(clusters: pl.DataFrame, folder: Path) -> str:
     return _save(fig, folder, "cluster_sizes.png")
 
 
+SIMILARITY_SAMPLE = 500_000  # pairs drawn for the similarity histograms: the same picture, a fraction of the time
+
+
 def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> str:
+    if pairs.height > SIMILARITY_SAMPLE:
+        pairs = pairs.sample(SIMILARITY_SAMPLE, seed=0)
     cols = min(len(fields), 4)
     rows = int(np.ceil(len(fields) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)

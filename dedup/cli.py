@@ -1,4 +1,4 @@
-"""Command line: ``dedup run`` and ``dedup evaluate``.
+"""Command line: ``dedup run``, ``evaluate``, ``blocking``, ``explain`` and ``synth``.
 
 Errors a user can cause print one line to stderr and exit 2; ``--debug`` shows the traceback.
 """
@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--truth", required=True, help="Parquet file with the id and label columns")
     evaluate.add_argument("--label-column", required=True, help="column holding the true entity")
     evaluate.add_argument("--json", action="store_true", help="also print all metrics as JSON")
+    synth = sub.add_parser("synth", help="generate person records with known duplicates (column `cluster`)")
+    synth.add_argument("--n", type=int, required=True, help="number of records")
+    synth.add_argument("--output", required=True, help="Parquet file to write")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same records")
     return parser
 
 
@@ -86,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dedup.analysis import blocking_report
 
             print(blocking_report(args.input, args.config, args.model, args.label_column))
+        elif args.command == "synth":
+            from dedup.synth import write
+
+            if args.n < 1:
+                raise DedupError(f"--n must be at least 1, got {args.n}")
+            path = write(args.n, args.output, seed=args.seed)
+            print(f"wrote {args.n} records to {path}")
         else:
             from dedup.evaluation import evaluate_output
 

@@ -83,16 +83,17 @@ class DedupModel:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
-            pairs = self._complete(rule_pairs, embed_records(encoder, normalised))
-            combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
+            embeddings = embed_records(encoder, normalised)  # once per encoder state: the costly part
+            pairs = self._complete(rule_pairs, embeddings)
+            combiner = self._fit_em(combiner, encoder, normalised, embeddings, pairs, rng)
             # self-training: confidently non-matching candidates become hard negatives
-            embeddings = embed_records(encoder, normalised)
             proba = combiner.predict_proba(pair_similarities(embeddings, pairs.left, pairs.right))
             hard = proba < 1 - CONFIDENT
             examples = self._examples(encoder, normalised, rng, None, (pairs.left[hard], pairs.right[hard]))
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
-            pairs = self._complete(rule_pairs, embed_records(encoder, normalised))
-            combiner = self._fit_em(combiner, encoder, normalised, pairs, rng)
+            embeddings = embed_records(encoder, normalised)
+            pairs = self._complete(rule_pairs, embeddings)
+            combiner = self._fit_em(combiner, encoder, normalised, embeddings, pairs, rng)
         self.encoder_, self.combiner_ = encoder, combiner
         return self
 
@@ -111,8 +112,7 @@ class DedupModel:
             for f in self.config.fields
         }
 
-    def _fit_em(self, combiner, encoder, normalised, pairs, rng) -> Combiner:
-        embeddings = embed_records(encoder, normalised)
+    def _fit_em(self, combiner, encoder, normalised, embeddings, pairs, rng) -> Combiner:
         sims = pair_similarities(embeddings, pairs.left, pairs.right)
         m_sims = synthetic_duplicate_similarities(encoder, normalised, rng, SYNTHETIC_PAIRS)
         n = self._total_records

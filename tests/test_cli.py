@@ -58,3 +58,15 @@ def test_explain_a_candidate_pair_and_any_other_pair(
     assert "not proposed by blocking" in capsys.readouterr().out
     assert main(["explain", str(out), "--id", "nobody", "--id", ids[0]]) == 2
     assert "no record with rec_id = 'nobody'" in capsys.readouterr().err
+
+
+def test_synth_writes_seeded_records(tmp_path: Path, capsys) -> None:
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert main(["synth", "--n", "500", "--output", str(first), "--seed", "4"]) == 0
+    assert main(["synth", "--n", "500", "--output", str(second), "--seed", "4"]) == 0
+    assert "wrote 500 records" in capsys.readouterr().out
+    records = pl.read_parquet(first)
+    assert records.height == 500 and "cluster" in records.columns
+    assert records.equals(pl.read_parquet(second))
+    assert main(["synth", "--n", "0", "--output", str(first)]) == 2
+    assert "--n must be at least 1" in capsys.readouterr().err
