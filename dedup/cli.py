@@ -93,8 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "synth":
             from dedup.synth import write
 
-            if args.n < 1:
-                raise DedupError(f"--n must be at least 1, got {args.n}")
             path = write(args.n, args.output, seed=args.seed)
             print(f"wrote {args.n} records to {path}")
         else:

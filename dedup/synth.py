@@ -20,6 +20,7 @@ from dedup import synth_names as names
 from dedup.config import FieldKind
 from dedup.corrupt import corrupt
 from dedup.encoder import to_codepoints
+from dedup.errors import DedupError
 from dedup.io import write_parquet
 
 FIELDS = ("first_name", "surname", "dob", "address", "city", "postcode", "email", "phone")
@@ -173,6 +174,8 @@ def duplicates(clean: pl.DataFrame, settings: SynthSettings, rng: np.random.Gene
 
 def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl.DataFrame:
     """``n`` person records: ``unique_id``, the fields of ``FIELDS`` and the true ``cluster``."""
+    if n < 1:
+        raise DedupError(f"the number of records to generate must be at least 1, got {n}")
     settings = settings or SynthSettings()
     rng = np.random.default_rng(seed)
     sizes = cluster_sizes(n, settings, rng)

@@ -69,4 +69,4 @@ def test_synth_writes_seeded_records(tmp_path: Path, capsys) -> None:
     assert records.height == 500 and "cluster" in records.columns
     assert records.equals(pl.read_parquet(second))
     assert main(["synth", "--n", "0", "--output", str(first)]) == 2
-    assert "--n must be at least 1" in capsys.readouterr().err
+    assert "must be at least 1, got 0" in capsys.readouterr().err
