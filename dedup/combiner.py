@@ -1,187 +1,471 @@
-"""The combiner: per-field similarities (and null indicators) -> calibrated match probability.
+"""The combiner: per-field evidence -> calibrated match probability, in Fellegi-Sunter form.
 
-It is a small log-linear model in the Fellegi-Sunter form that Splink users know: each field's
-cosine similarity falls into a level (exact, very close, ..., different, or null), and each level
-carries a learned weight log2(m/u), where m and u are the level's frequency among matches and
-non-matches. The match log-odds is the prior's log-odds plus the field weights, so each field's
-weight is exactly its contribution to the score, and the probability is calibrated when m, u and
-the prior are.
+Each field of a pair falls into one *level*: null (either value missing), exact (same normalised
+value), then fuzzy levels from "more similar than all but a few random pairs" down to
+"different". Each level carries a weight log2(m/u), where m and u are the level's probability
+among matching and non-matching pairs; the match log-odds is the prior's plus the field weights,
+so each field's weight is exactly its contribution to the score (``bf_<field>``).
 
-The model describes *all* pairs of records, not only the candidates: blocking chooses which pairs
-get scored, it must not change what their evidence means. (Fitting u on candidates alone learns
-that non-matches often share a first name, because a first-name pass put them there, and then
-discounts a real first-name agreement.) So the fit sees the candidate pairs plus a sample of
-random pairs standing for the non-candidates, each weighted by how many pairs it represents, and
-the prior is the match rate over all pairs.
+What real, messy data needs, and how this module provides it:
 
-Without labels m, u and the prior are fitted by expectation-maximisation on that mixture,
-seeded with m from synthetic corrupted duplicates and u from the random pairs. With labels, m
-and u are counted from labelled candidate pairs and the random pairs. A null on either side is
-neutral (weight 0): absence of a value is not evidence either way.
+- **Term-frequency adjustment.** Agreeing on a rare value is stronger evidence than agreeing on a
+  common one. For an exact agreement on value v, u is the share of records holding v (two random
+  records agree on v with probability tf(v)^2, a match holding v agrees with probability m·tf(v)),
+  so the weight is log2(m_exact / tf(v)), as in Splink.
+- **Level edges learned from the data.** A similarity of 0.9 means different things for dates,
+  names and long titles, and for different encoders. So the fuzzy levels are cut at quantiles of
+  the similarity among *random* pairs (``TAILS``): the top fuzzy level holds pairs more similar
+  than all but 0.03% of random pairs, whatever the field's similarity scale. A field with several
+  measures (text: embedding cosine and IDF-weighted word cosine) takes the highest level any of
+  them reaches.
+- **u from random pairs, m from the data by EM.** Random pairs are almost all non-matches, so
+  they give u directly (with the few likely matches among them discounted); EM then only has to
+  find m and the prior on the candidates, with the random pairs standing in for every pair
+  blocking left out, so the prior is the match rate over all pairs.
+- **Monotone weights.** A more similar level never weighs less than a less similar one: after
+  every M-step the likelihood ratios m/u are made non-increasing down the levels by pooling
+  adjacent violators (weighted by u), which also keeps sparse levels from overfitting.
+- **A guard against degenerate fits** (``check_fit``): EM can settle on a class that is not
+  "same entity" (records that share a household, a city, a brand) and call far too many pairs
+  matches. The fit is checked against what the data can hold; when it fails, EM restarts from
+  the seed with the prior pinned at a plausible value, and ``report.json`` says so.
 
-One rule sits outside the fitted tables: two records that agree exactly on every configured field
-are duplicates (nothing the config compares can tell them apart), so their log-odds are at least
-``IDENTICAL_BITS``. Without it a table of identical rows would leave EM nothing to learn from.
+A null on either side is neutral (weight 0). Two records equal on every configured field are
+duplicates whatever the tables say (``IDENTICAL_BITS``): nothing the config compares can tell
+them apart, and without the rule a table of identical rows would give EM nothing to learn from.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-# Lower bounds of the similarity levels, from "exact" down; below the last is "different".
-DEFAULT_EDGES: tuple[float, ...] = (0.9999, 0.95, 0.85, 0.7, 0.5, 0.3)
+from dedup.scoring import PairEvidence
+
 NULL_LEVEL = 0
 EXACT_LEVEL = 1
+# Fuzzy levels start where a similarity is reached by only this share of random pairs
+# (most similar last): level 2 = above the 0.03% tail, ..., the last level = below the 30% tail.
+TAILS: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003)
 IDENTICAL_BITS = 30.0
+SEED_PAIRS = 10.0  # weight of the synthetic duplicates' exact share and noise, in anchor pairs
+NOISE = 0.05  # starting share of duplicates whose value in a field is unrelated noise
+ANCHOR = 0.99  # a pair the other fields call a match with this posterior anchors a field
+START_PER_RECORD = 0.5  # the prior EM starts from: one duplicate per two records
+MIN_ANCHORS = 10  # a field with fewer anchors has nothing vouching for its matches
+MEASURES = ("sims", "tokens")  # PairEvidence arrays that carry a similarity
+
+
+@dataclass
+class FitReport:
+    """How the label-free fit went: what ``report.json`` shows under ``model_fit``."""
+
+    iterations: int = 0
+    estimated_matching_pairs: float = 0.0
+    prior: float = 0.0
+    restarts: int = 0
+    warnings: list[str] = field(default_factory=list)
+    exact_share: dict[str, float] = field(default_factory=dict)  # per field: duplicates agreeing exactly
+    noise: dict[str, float] = field(default_factory=dict)  # per field: duplicates whose value is unrelated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iterations": self.iterations,
+            "estimated_matching_pairs": self.estimated_matching_pairs,
+            "prior": self.prior,
+            "restarts": self.restarts,
+            "warnings": list(self.warnings),
+            "exact_share": dict(self.exact_share),
+            "noise": dict(self.noise),
+        }
 
 
 class Combiner:
-    """Fellegi-Sunter style combiner over binned embedding similarities.
+    """Fellegi-Sunter combiner over levelled field evidence.
 
-    Parameters are set in ``__init__``; ``fit_em`` / ``fit_labelled`` learn ``m_``, ``u_`` (arrays
-    ``(fields, levels)``) and ``prior_`` (the share of candidate pairs that match).
+    Parameters are set in ``__init__``; ``fit_edges`` learns ``edges_`` (per measure, field and
+    tail, the similarity a random pair reaches with that share), ``fit_em`` / ``fit_labelled``
+    learn ``m_``, ``u_`` (``(fields, levels)``) and ``prior_`` (the share of all pairs that match).
     """
 
     def __init__(
         self,
         fields: list[str],
-        edges: tuple[float, ...] = DEFAULT_EDGES,
-        em_iterations: int = 30,
-        smoothing: float = 1e-4,
+        tails: tuple[float, ...] = TAILS,
+        em_iterations: int = 100,
+        smoothing: float = 1e-3,
     ) -> None:
         self.fields = list(fields)
-        self.edges = tuple(edges)
+        self.tails = tuple(tails)
         self.em_iterations = em_iterations
         self.smoothing = smoothing
 
     @property
     def n_levels(self) -> int:
-        return len(self.edges) + 2  # null, one per edge, "different"
+        return 2 + len(self.tails) + 1  # null, exact, one per tail, "different"
 
-    def levels(self, sims: np.ndarray) -> np.ndarray:
-        """Level per pair and field: 0 null, 1 exact ... n_levels-1 different. ``sims`` is (P, F)."""
-        ascending = np.sort(np.asarray(self.edges, dtype=np.float32))
-        # 1 + the number of edges above the similarity (a binary search, not a (P, F, edges) array)
-        levels = (1 + len(ascending) - np.searchsorted(ascending, sims, side="right")).astype(np.int8)
-        levels[np.isnan(sims)] = NULL_LEVEL
+    # ---- levels -----------------------------------------------------------------------------
+    def fit_edges(self, random: PairEvidence, exact_u: list[float], frequencies: list[np.ndarray]) -> Combiner:
+        """Similarity edges per measure and field from random pairs (non-null, not exact); the
+        exact level's u per field (the chance two random records agree exactly) and, from the
+        per-value frequencies (``FieldStatistics.frequency``), the floor for TF weights."""
+        self.exact_u_ = np.asarray(exact_u, dtype=np.float64)
+        self.min_frequency_ = np.array(
+            [float(f[1:][f[1:] > 0].min()) if (f[1:] > 0).any() else 1.0 for f in frequencies], dtype=np.float64
+        )
+        edges = {}
+        for measure in MEASURES:
+            values = getattr(random, measure)
+            table = np.full((len(self.fields), len(self.tails)), np.inf, dtype=np.float64)
+            for j in range(len(self.fields)):
+                s = values[:, j][~random.exact[:, j] & ~np.isnan(values[:, j])]
+                if len(s) >= 20:
+                    table[j] = np.quantile(s.astype(np.float64), 1.0 - np.asarray(self.tails))
+            # a tail edge never below a wider tail's edge, and strictly above: equal similarities
+            # (a category's few distinct values) must not land in a level their u never saw
+            table = np.maximum.accumulate(table, axis=1)
+            edges[measure] = table
+        self.edges_ = edges
+        return self
+
+    def levels(self, evidence: PairEvidence) -> np.ndarray:
+        """Level per pair and field, ``(P, F)`` int8: 0 null, 1 exact, 2 most similar ... last different."""
+        per = []
+        for measure in MEASURES:
+            values = getattr(evidence, measure)
+            reached = np.full(evidence.sims.shape, -1, dtype=np.int16)
+            for j in range(len(self.fields)):
+                column = values[:, j]
+                known = ~np.isnan(column)
+                reached[known, j] = np.searchsorted(self.edges_[measure][j], column[known], side="right")
+            per.append(reached)
+        embedding, words = per
+        # text: the character view catches typos, the word view respects a differing rare word
+        # (a house or model number); a pair sits midway between the levels the two reach
+        reached = np.where(words >= 0, (embedding + words + 1) // 2, embedding)
+        reached = np.maximum(reached, 0)
+        levels = (2 + len(self.tails) - reached).astype(np.int8)
+        levels[evidence.exact] = EXACT_LEVEL
+        levels[np.isnan(evidence.sims) & ~evidence.exact] = NULL_LEVEL
         return levels
 
-    def _frequencies(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        table = np.empty((levels.shape[1], self.n_levels))
-        for f in range(levels.shape[1]):
-            counts = np.bincount(levels[:, f], weights=weights, minlength=self.n_levels).astype(np.float64)
-            counts[NULL_LEVEL] = 0.0
-            counts[1:] += self.smoothing * max(weights.sum(), 1.0)
-            table[f] = counts / counts[1:].sum()
-        table[:, NULL_LEVEL] = 1.0  # neutral
-        return table
-
-    def _log_odds(self, levels: np.ndarray, m: np.ndarray, u: np.ndarray, prior: float) -> np.ndarray:
-        weights = np.log(m) - np.log(u)  # (F, L)
+    # ---- weights ----------------------------------------------------------------------------
+    def _bits(self, levels: np.ndarray, evidence: PairEvidence, m: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Per pair and field: log2(m/u) of its level, with the exact level's u per value (TF)."""
+        table = np.log2(m) - np.log2(u)  # (F, L)
+        table[:, NULL_LEVEL] = 0.0
         cols = np.arange(levels.shape[1])[None, :]
-        return np.log(prior / (1 - prior)) + weights[cols, levels].sum(axis=1)
+        bits = table[cols, levels]
+        exact = levels == EXACT_LEVEL
+        if exact.any():
+            tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64)
+            floor = np.maximum(self.min_frequency_, 1e-12)
+            tf = np.maximum(tf, floor[None, :])
+            bits = np.where(exact, np.log2(m[:, EXACT_LEVEL])[None, :] - np.log2(tf), bits)
+        return bits
 
-    def fit_em(
-        self, sims: np.ndarray, m_sims: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
-    ) -> Combiner:
-        """Label-free fit.
-
-        ``sims``: candidate pairs, each standing for ``pair_weight`` candidates (a sample of them
-        when there are many); ``m_sims``: synthetic duplicates (seed m only); ``u_sims``: random
-        pairs, standing for the pairs blocking left out.
-        """
-        total_pairs = max(total_pairs, 1.0)
-        levels, weights = self._population(sims, u_sims, total_pairs, pair_weight)
-        m = self._frequencies(self.levels(m_sims), np.ones(len(m_sims)))
-        u = self._frequencies(self.levels(u_sims), np.ones(len(u_sims)))
-        prior = float(np.clip(0.05 * len(sims) * pair_weight / total_pairs, 1e-9, 0.5))
-        for _ in range(self.em_iterations if weights.sum() > 0 else 0):  # no pairs: keep the seeds
-            post = _sigmoid(self._log_odds(levels, m, u, prior))
-            matched = post * weights
-            new_prior = float(np.clip(matched.sum() / weights.sum(), 1e-12, 0.5))
-            m = self._frequencies(levels, matched)
-            u = self._frequencies(levels, (1.0 - post) * weights)
-            converged = abs(new_prior - prior) <= 1e-6 * prior
-            prior = new_prior
-            if converged:
-                break
-        self.m_, self.u_, self.prior_ = m, u, prior
-        return self
-
-    def fit_labelled(
-        self, sims: np.ndarray, is_match: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
-    ) -> Combiner:
-        """Supervised fit: m from labelled matches; u from labelled non-matches and random pairs."""
-        y = is_match.astype(np.float64)
-        if y.sum() == 0:
-            raise ValueError("the labelled candidate pairs contain no matches")
-        levels, weights = self._population(sims, u_sims, total_pairs, pair_weight)
-        target = np.concatenate([y, np.zeros(len(u_sims))])
-        self.m_ = self._frequencies(levels, target * weights)
-        self.u_ = self._frequencies(levels, (1.0 - target) * weights)
-        self.prior_ = float(np.clip(y.sum() * pair_weight / total_pairs, 1e-12, 0.5))
-        return self
-
-    def _population(
-        self, sims: np.ndarray, u_sims: np.ndarray, total_pairs: float, pair_weight: float = 1.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Levels and weights of candidates (``pair_weight`` each) plus random pairs (the rest)."""
-        rest = max(total_pairs - len(sims) * pair_weight, 0.0)
-        weights = np.concatenate([np.full(len(sims), pair_weight), np.full(len(u_sims), rest / max(len(u_sims), 1))])
-        return np.concatenate([self.levels(sims), self.levels(u_sims)]), weights
-
-    def field_weights(self, sims: np.ndarray) -> np.ndarray:
+    def field_weights(self, evidence: PairEvidence) -> np.ndarray:
         """Each field's contribution to the match log-odds, in bits (log2 Bayes factor)."""
-        return self._weights_at(self.levels(sims))
-
-    def _weights_at(self, levels: np.ndarray) -> np.ndarray:
-        weights = np.log2(self.m_) - np.log2(self.u_)
-        return weights[np.arange(levels.shape[1])[None, :], levels].astype(np.float32)
+        return self._bits(self.levels(evidence), evidence, self.m_, self.u_).astype(np.float32)
 
     def prior_weight(self) -> float:
         return float(np.log2(self.prior_ / (1 - self.prior_)))
 
-    def score(self, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def score(self, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pair: field weights (bits, ``(P, F)``), match weight (bits) and match probability.
 
         Match weight = prior weight + the field weights, except that records identical on every
-        field get at least ``IDENTICAL_BITS`` (EM has nothing to learn from identical rows).
+        field get at least ``IDENTICAL_BITS``.
         """
-        levels = self.levels(sims)
-        contributions = self._weights_at(levels)
+        levels = self.levels(evidence)
+        contributions = self._bits(levels, evidence, self.m_, self.u_).astype(np.float32)
         bits = self.prior_weight() + contributions.sum(axis=1, dtype=np.float64)
         identical = (levels == EXACT_LEVEL).all(axis=1)
         bits = np.where(identical, np.maximum(bits, IDENTICAL_BITS), bits)
         return contributions, bits, _sigmoid(bits * np.log(2)).astype(np.float32)
 
-    def match_weight(self, sims: np.ndarray) -> np.ndarray:
-        """Match log-odds in bits (see ``score``)."""
-        return self.score(sims)[1]
+    def match_weight(self, evidence: PairEvidence) -> np.ndarray:
+        return self.score(evidence)[1]
 
-    def predict_proba(self, sims: np.ndarray) -> np.ndarray:
-        """Match probability per pair."""
-        return self.score(sims)[2]
+    def predict_proba(self, evidence: PairEvidence) -> np.ndarray:
+        return self.score(evidence)[2]
 
+    # ---- fitting ----------------------------------------------------------------------------
+    def _u_from_random(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """u per field and level: exact from value frequencies, fuzzy levels from random pairs."""
+        u = self._distribution(levels, weights)
+        u_exact = self.exact_u_
+        fuzzy = np.arange(self.n_levels) >= 2
+        share = u[:, fuzzy] / np.maximum(u[:, fuzzy].sum(axis=1, keepdims=True), 1e-300)
+        u[:, fuzzy] = share * (1.0 - u_exact)[:, None]
+        u[:, EXACT_LEVEL] = u_exact
+        u[:, NULL_LEVEL] = 1.0
+        return np.maximum(u, 1e-12)
+
+    def _distribution(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted level frequencies per field over the non-null levels (smoothed), null = 1."""
+        table = np.empty((levels.shape[1], self.n_levels))
+        total = max(float(weights.sum()), 1e-300)
+        for f in range(levels.shape[1]):
+            counts = np.bincount(levels[:, f], weights=weights, minlength=self.n_levels).astype(np.float64)
+            counts[NULL_LEVEL] = 0.0
+            counts[1:] += self.smoothing * total / self.n_levels
+            table[f] = counts / counts[1:].sum()
+        table[:, NULL_LEVEL] = 1.0
+        return table
+
+    def _monotone(self, m: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """m with m/u non-increasing from the exact level down (pool adjacent violators, weight u)."""
+        out = m.copy()
+        for f in range(m.shape[0]):
+            blocks: list[list[float]] = []  # [sum m, sum u, count]
+            for level in range(EXACT_LEVEL, self.n_levels):
+                blocks.append([m[f, level], u[f, level], 1])
+                while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+                    mm, uu, cc = blocks.pop()
+                    blocks[-1][0] += mm
+                    blocks[-1][1] += uu
+                    blocks[-1][2] += cc
+            level = EXACT_LEVEL
+            for mm, uu, cc in blocks:
+                ratio = mm / uu
+                for k in range(level, level + int(cc)):
+                    out[f, k] = ratio * u[f, k]
+                level += int(cc)
+            out[f, 1:] /= out[f, 1:].sum()
+        return out
+
+    def fit_em(
+        self,
+        candidates: PairEvidence,
+        random: PairEvidence,
+        seed: PairEvidence,
+        total_pairs: float,
+        pair_weight: float = 1.0,
+        records: int | None = None,
+    ) -> Combiner:
+        """Label-free fit: m shaped by the synthetic duplicates, u and the prior from the data.
+
+        ``candidates``: the candidate pairs, each standing for ``pair_weight`` candidates (a
+        sample when there are many); ``random``: random pairs that are *not* candidates, standing
+        for every pair blocking left out; ``seed``: synthetic duplicates (a value and a corrupted
+        copy of it); ``total_pairs``: all pairs of records, N(N-1)/2.
+
+        m is never let loose: EM over free m tables settles on whatever large class of related
+        records the data holds (same city, same household). Instead each field's m keeps the
+        shape of its synthetic duplicates, with two numbers per field fitted to the data: how
+        often duplicates agree exactly (``exact_share_``) and how often the field is unrelated
+        noise in a duplicate (``noise_``: a wrong column, another guide's cuisine). Those two
+        come from *anchors*, pairs the other fields alone call matches (see ``_anchor_step``),
+        once, so no loop feeds a field's m with its own votes. u and the prior are fitted by EM
+        on the whole population with m held.
+        """
+        total_pairs = max(total_pairs, 1.0)
+        records = records or int(np.sqrt(2 * total_pairs)) + 1
+        levels = np.concatenate([self.levels(candidates), self.levels(random)])
+        evidence = PairEvidence.concat([candidates, random])
+        rest = max(total_pairs - len(candidates) * pair_weight, 0.0)
+        weights = np.concatenate(
+            [np.full(len(candidates), pair_weight), np.full(len(random), rest / max(len(random), 1))]
+        )
+        self.seed_m_ = self._distribution(self.levels(seed), np.ones(len(seed)))
+        self.exact_share_ = self.seed_m_[:, EXACT_LEVEL].copy()
+        self.noise_ = np.full(len(self.fields), NOISE)
+        self.anchored_ = np.ones(len(self.fields), dtype=bool)  # until the anchor step says otherwise
+        report = FitReport()
+        start = float(np.clip(START_PER_RECORD * records / total_pairs, 1e-9, 0.5))
+        u = self._u_step(levels, weights, np.zeros(len(levels)))
+        prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
+        report.iterations += iterations
+        self._anchor_step(levels[: len(candidates)], candidates, self._shaped_m(u), u, prior)
+        u = self._u_step(levels, weights, np.zeros(len(levels)))  # afresh, with the anchors' verdict
+        prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
+        report.iterations += iterations
+        problem = check_fit(prior * total_pairs, records, len(candidates) * pair_weight)
+        if problem:
+            fallback = float(np.clip(records / 2 / total_pairs, 1e-12, 0.5))
+            report.warnings.append(f"{problem}; the prior is held at one duplicate per two records instead")
+            report.restarts += 1
+            prior = fallback
+        self.m_, self.u_, self.prior_ = self._shaped_m(u), u, prior
+        report.prior = prior
+        report.estimated_matching_pairs = prior * total_pairs
+        report.exact_share = {f: round(float(a), 4) for f, a in zip(self.fields, self.exact_share_, strict=True)}
+        report.noise = {f: round(float(e), 4) for f, e in zip(self.fields, self.noise_, strict=True)}
+        self.fit_report_ = report
+        return self
+
+    def _shaped_m(self, u: np.ndarray) -> np.ndarray:
+        """m = (1 - noise) [exact_share at the exact level + the rest shaped like the synthetic
+        duplicates' fuzzy levels] + noise u, made monotone."""
+        fuzzy = self.seed_m_.copy()
+        fuzzy[:, : EXACT_LEVEL + 1] = 0.0
+        fuzzy /= np.maximum(fuzzy.sum(axis=1, keepdims=True), 1e-300)
+        m = (1.0 - self.exact_share_)[:, None] * fuzzy
+        m[:, EXACT_LEVEL] = self.exact_share_
+        m = (1.0 - self.noise_)[:, None] * m + self.noise_[:, None] * u
+        m[:, NULL_LEVEL] = 1.0
+        return self._monotone(m, u)
+
+    def _u_step(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
+        """u from the whole population, each pair counted as a non-match by 1 - posterior, with
+        the most similar levels capped by the tail of the levels below them (``_tail_cap``)."""
+        u = self._u_from_random(levels, weights * (1.0 - post))
+        return self._tail_cap(u, ~self.anchored_)
+
+    def _tail_cap(self, u: np.ndarray, fields: np.ndarray) -> np.ndarray:
+        """Cap the top fuzzy levels' u of ``fields`` (a mask) by a geometric tail fitted below.
+
+        Where other fields vouch for a field's matches (anchors), EM separates them from its
+        u. A field nothing vouches for (the only field of a data set) has no such help: the
+        population estimate of its u is circular where matches crowd the most similar levels,
+        any prior explains them equally well, and EM drifts to no matches at all. For those
+        fields u comes from a weak assumption instead: non-match similarity has a smooth tail,
+        and the levels are cut at random-pair tails a constant factor apart, so u falls
+        geometrically towards the top. It is fitted (log-linear) on the levels below the 1%
+        tail, where matches are too few to matter, and the top levels' u is at most the line's
+        extension. (Fields with anchors keep the data's u: there, near misses such as houses on
+        the same street make a heavier tail than a line would say.)
+        """
+        if not fields.any():
+            return u
+        fuzzy = np.arange(2, self.n_levels)  # most similar first
+        top = sum(1 for t in self.tails if t < 0.01)  # levels above the 1% tail
+        fit_levels = fuzzy[top : len(fuzzy) - 1]  # below it, except the catch-all "different" level
+        if top == 0 or len(fit_levels) < 2:
+            return u
+        out = u.copy()
+        x = fit_levels.astype(np.float64)
+        for f in np.flatnonzero(fields):
+            y = np.log(np.maximum(u[f, fit_levels], 1e-300))
+            slope, intercept = np.polyfit(x, y, 1)
+            if slope <= 0:  # u must grow towards the less similar levels, else the fit says nothing
+                continue
+            line = np.exp(intercept + slope * fuzzy[:top])
+            out[f, fuzzy[:top]] = np.minimum(u[f, fuzzy[:top]], line)
+        fuzzy_mass = out[:, 2:].sum(axis=1, keepdims=True)
+        out[:, 2:] *= u[:, 2:].sum(axis=1, keepdims=True) / np.maximum(fuzzy_mass, 1e-300)
+        return out
+
+    def _prior_step(
+        self, levels: np.ndarray, evidence: PairEvidence, weights: np.ndarray, prior: float, u: np.ndarray
+    ) -> tuple[float, np.ndarray, int]:
+        """EM for the prior and u with m's shape held."""
+        iterations = 0
+        for iterations in range(1, self.em_iterations + 1):
+            m = self._shaped_m(u)
+            bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, m, u).sum(axis=1)
+            post = _sigmoid(bits * np.log(2))
+            new_prior = float(np.clip((post * weights).sum() / weights.sum(), 1e-12, 0.5))
+            u = self._u_step(levels, weights, post)
+            converged = abs(new_prior - prior) <= 1e-6 * prior
+            prior = new_prior
+            if converged:
+                break
+        return prior, u, iterations
+
+    def _anchor_step(
+        self, levels: np.ndarray, candidates: PairEvidence, m: np.ndarray, u: np.ndarray, prior: float
+    ) -> None:
+        """Fit each field's exact share and noise on its anchors.
+
+        Field f's anchors are the candidate pairs whose match posterior *without f* is at least
+        ``ANCHOR``: the other fields vouch for them, so f's levels among them are an unbiased
+        look at f in real duplicates (the self-training signal of the combiner). EM over the
+        three parts of m (exact, fuzzy, noise) on those levels, with ``SEED_PAIRS`` pseudo-pairs
+        holding the starting values where anchors are few.
+        """
+        bits = self._bits(levels, candidates, m, u)
+        logit = np.log2(prior / (1 - prior)) + bits.sum(axis=1)
+        without = _sigmoid((logit[:, None] - bits) * np.log(2))
+        fuzzy = self.seed_m_.copy()
+        fuzzy[:, : EXACT_LEVEL + 1] = 0.0
+        fuzzy /= np.maximum(fuzzy.sum(axis=1, keepdims=True), 1e-300)
+        is_exact = np.arange(self.n_levels) == EXACT_LEVEL
+        for f in range(len(self.fields)):
+            chosen = (without[:, f] >= ANCHOR) & (levels[:, f] != NULL_LEVEL)
+            self.anchored_[f] = chosen.sum() >= MIN_ANCHORS
+            if not chosen.any():
+                continue
+            counts = np.bincount(levels[chosen, f], minlength=self.n_levels).astype(np.float64)
+            counts[NULL_LEVEL] = 0.0
+            a0, e0 = self.exact_share_[f], self.noise_[f]
+            a, e = a0, e0
+            for _ in range(50):
+                clean = a * is_exact + (1.0 - a) * fuzzy[f]
+                mixed = np.maximum((1.0 - e) * clean + e * u[f], 1e-300)
+                noise_part = e * u[f] / mixed
+                exact_part = (1.0 - e) * a * is_exact / mixed
+                kept = counts * (1.0 - noise_part)
+                e = (float((counts * noise_part).sum()) + SEED_PAIRS * e0) / (counts.sum() + SEED_PAIRS)
+                a = (float((counts * exact_part).sum()) + SEED_PAIRS * a0) / (float(kept.sum()) + SEED_PAIRS)
+            self.exact_share_[f] = float(np.clip(a, 0.01, 0.999))
+            self.noise_[f] = float(np.clip(e, 0.01, 0.95))
+
+    def fit_labelled(
+        self,
+        candidates: PairEvidence,
+        is_match: np.ndarray,
+        random: PairEvidence,
+        total_pairs: float,
+        pair_weight: float = 1.0,
+    ) -> Combiner:
+        """Supervised fit: m from labelled matches; u from random pairs; the prior from the labels."""
+        y = is_match.astype(np.float64)
+        if y.sum() == 0:
+            raise ValueError("the labelled candidate pairs contain no matches")
+        u = self._u_from_random(self.levels(random), np.ones(len(random)))
+        m = self._distribution(self.levels(candidates), y)
+        self.m_, self.u_ = self._monotone(m, u), u
+        self.prior_ = float(np.clip(y.sum() * pair_weight / max(total_pairs, 1.0), 1e-12, 0.5))
+        self.fit_report_ = FitReport(prior=self.prior_, estimated_matching_pairs=self.prior_ * total_pairs)
+        return self
+
+    # ---- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "fields": self.fields,
-            "edges": list(self.edges),
+            "tails": list(self.tails),
             "em_iterations": self.em_iterations,
             "smoothing": self.smoothing,
+            "edges": {k: v.tolist() for k, v in self.edges_.items()},
+            "exact_u": self.exact_u_.tolist(),
+            "min_frequency": self.min_frequency_.tolist(),
             "m": self.m_.tolist(),
             "u": self.u_.tolist(),
             "prior": self.prior_,
+            "fit": self.fit_report_.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Combiner:
-        combiner = cls(data["fields"], tuple(data["edges"]), data["em_iterations"], data["smoothing"])
+        combiner = cls(data["fields"], tuple(data["tails"]), data["em_iterations"], data["smoothing"])
+        combiner.edges_ = {k: np.asarray(v, dtype=np.float64) for k, v in data["edges"].items()}
+        combiner.exact_u_ = np.asarray(data["exact_u"], dtype=np.float64)
+        combiner.min_frequency_ = np.asarray(data["min_frequency"], dtype=np.float64)
         combiner.m_ = np.asarray(data["m"], dtype=np.float64)
         combiner.u_ = np.asarray(data["u"], dtype=np.float64)
         combiner.prior_ = float(data["prior"])
+        combiner.fit_report_ = FitReport(**data["fit"])
         return combiner
+
+
+def check_fit(estimated: float, records: int, candidates: float) -> str | None:
+    """Why a fitted prior is implausible, or None.
+
+    Matching pairs cannot outnumber the candidate pairs that hold them by much (the random pairs
+    stand for the rest, where few matches hide), and a data set whose every record had ten
+    duplicates would still have only 5.5 matching pairs per record: a fit past both bounds has
+    found something other than duplicates.
+    """
+    if estimated > max(candidates, 1.0) and estimated > 5.5 * records:
+        return (
+            f"EM estimated {estimated:,.0f} matching pairs, more than the {candidates:,.0f} candidate "
+            f"pairs and 5.5 per record"
+        )
+    return None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

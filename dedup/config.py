@@ -54,6 +54,12 @@ class KeyExpression(BaseModel):
     text: str
 
     @classmethod
+    def of_column(cls, column: str, function: str | None = None, stop: int | None = None) -> KeyExpression:
+        """A key on a column by its exact name (any characters), as the default passes build them."""
+        text = column if function is None else f"{function}({column})"
+        return cls(column=column, function=function, stop=stop, text=text if stop is None else f"{text}[:{stop}]")
+
+    @classmethod
     def parse(cls, text: str) -> KeyExpression:
         match = _KEY_RE.match(text)
         if not match:
@@ -128,6 +134,7 @@ class TrainingConfig(BaseModel):
     dim: int = Field(64, ge=4, le=1024, description="embedding size per field")
     buckets: int = Field(2**15, ge=256, description="hashed n-gram vocabulary size per kind")
     max_chars: int = Field(40, ge=4, le=512, description="values are truncated to this for encoding")
+    text_max_chars: int = Field(160, ge=4, le=2048, description="the same for text fields (titles, descriptions)")
     epochs: int = Field(4, ge=1, description="passes over the sampled training values")
     steps_per_epoch: int = Field(40, ge=1)
     batch_size: int = Field(256, ge=8)
@@ -135,7 +142,9 @@ class TrainingConfig(BaseModel):
     margin: float = Field(1.4, gt=0, le=2.0, description="contrastive margin on euclidean distance")
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
     em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
-    random_pairs: int = Field(50000, ge=100, description="random pairs used to learn non-match similarity")
+    random_pairs: int = Field(
+        200_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
+    )
     max_pairs: int = Field(
         200_000, ge=1000, description="candidate pairs sampled to fit on: training time is bounded by this, not by N"
     )
@@ -226,13 +235,13 @@ def default_passes(fields: dict[str, FieldKind]) -> tuple[BlockingPass, ...]:
     dates = [f for f, k in fields.items() if k is FieldKind.date]
     passes: list[BlockingPass] = []
     if names:
-        passes.append(ExactPass(on=tuple(KeyExpression.parse(f) for f in names)))
+        passes.append(ExactPass(on=tuple(KeyExpression.of_column(f) for f in names)))
         for f in names:
-            keys = [f"soundex({f})"] + ([f"{dates[0]}[:4]"] if dates else [])
-            passes.append(ExactPass(on=tuple(KeyExpression.parse(k) for k in keys)))
+            keys = [KeyExpression.of_column(f, "soundex")] + ([KeyExpression.of_column(dates[0], stop=4)] if dates else [])
+            passes.append(ExactPass(on=tuple(keys)))
     for f, kind in fields.items():
         if kind in (FieldKind.date, FieldKind.text, FieldKind.code):
-            passes.append(ExactPass(on=(KeyExpression.parse(f),)))
+            passes.append(ExactPass(on=(KeyExpression.of_column(f),)))
     passes.append(EmbeddingPass(k=10))
     return tuple(passes)
 

@@ -1,14 +1,19 @@
 """Synthetic corruptions: the positives for label-free training.
 
-A duplicate record usually differs from its original by typing errors, transpositions, dropped
-or swapped words, initials and date slips. These functions apply such edits to whole batches of
-values at once, working on the code-point arrays from ``encoder.to_codepoints`` by index
-arithmetic (one gather per batch, no Python loop over values).
+A duplicate record differs from its original the way real records drift: typing errors and
+transpositions, characters misread by OCR or a transcriber (``rn``/``m`` style confusions:
+``0``/``o``, ``1``/``l``, ``5``/``s``), nicknames, initials, date slips and short years, and in
+longer text whole words dropped, reordered, abbreviated or added (a retailer's "amazon com", a
+colour), numbers written differently ("16 gb" / "16gb"). Word-level edits run first, on the
+strings, with polars (one explode / group-by per batch); character-level edits then work on the
+code-point arrays from ``encoder.to_codepoints`` by index arithmetic (one gather per batch). No
+Python loop over values.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from dedup.config import FieldKind
 
@@ -22,6 +27,7 @@ OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
         ("initial", 1),
         ("swap_tokens", 1),
         ("truncate", 1),
+        ("misread", 2),
     ),
     FieldKind.text: (
         ("substitute", 3),
@@ -31,13 +37,182 @@ OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
         ("swap_tokens", 1),
         ("drop_token", 2),
         ("truncate", 1),
+        ("misread", 1),
     ),
-    FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2)),
-    FieldKind.code: (("substitute", 3), ("transpose", 2), ("delete", 1), ("insert", 1)),
+    FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2), ("misread", 1)),
+    FieldKind.code: (("substitute", 3), ("transpose", 2), ("delete", 1), ("insert", 1), ("misread", 1)),
     FieldKind.category: (("substitute", 1), ("delete", 1), ("insert", 1)),
 }
 SECOND_EDIT = 0.3
 SPACE = ord(" ")
+
+
+# Word-level edits per kind, (edit, weight), and the share of values that get one. Character
+# edits (``OPERATIONS``) follow for every value.
+WORD_EDITS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
+    FieldKind.name: (("nickname", 3), ("drop_words", 1), ("abbreviate", 1)),
+    FieldKind.text: (
+        ("drop_words", 3),
+        ("shuffle_words", 2),
+        ("abbreviate", 2),
+        ("insert_words", 3),
+        ("number_format", 1),
+    ),
+    FieldKind.date: (("short_year", 1),),
+    FieldKind.code: (),
+    FieldKind.category: (),
+}
+WORD_EDIT_SHARE: dict[FieldKind, float] = {
+    FieldKind.name: 0.25,
+    FieldKind.text: 0.6,
+    FieldKind.date: 0.1,
+    FieldKind.code: 0.0,
+    FieldKind.category: 0.0,
+}
+# characters a reader or an OCR engine takes for one another (both directions)
+MISREAD = ("0o", "1l", "1i", "5s", "8b", "6b", "2z", "9g", "9q", "ce", "uv", "nm", "hn", "a o", "17", "38", "56")
+
+
+def corrupt_values(
+    values: pl.Series, kind: FieldKind, rng: np.random.Generator, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A corrupted copy of every value as code points ``(n, width)`` and lengths: word-level
+    edits on the strings, then character-level edits (``corrupt``). Nulls stay empty."""
+    from dedup.encoder import to_codepoints  # the encoder module imports this one
+
+    edited = edit_words(values, kind, rng)
+    codes, lengths = to_codepoints(edited, width)
+    return corrupt(codes, lengths, kind, rng)
+
+
+def edit_words(values: pl.Series, kind: FieldKind, rng: np.random.Generator) -> pl.Series:
+    """``values`` with ``WORD_EDIT_SHARE`` of them given one word-level edit."""
+    edits = WORD_EDITS[kind]
+    n = values.len()
+    if not edits or n == 0:
+        return values.cast(pl.String)
+    names, weights = zip(*edits, strict=True)
+    p = np.asarray(weights, dtype=float) / sum(weights)
+    chosen = np.where(rng.random(n) < WORD_EDIT_SHARE[kind], rng.choice(len(names), size=n, p=p), -1)
+    frame = pl.DataFrame({"value": values.cast(pl.String), "edit": chosen}).with_row_index("row")
+    out = frame["value"]
+    for i, name in enumerate(names):
+        rows = np.flatnonzero(chosen == i)
+        if rows.size:
+            part = frame[rows]
+            out = out.scatter(rows, _WORD_EDITS[name](part["value"], rng, values))
+    return out
+
+
+def _words(values: pl.Series, rng: np.random.Generator) -> pl.DataFrame:
+    """(row, position, word, words in the row, r) for every word, r uniform in [0, 1)."""
+    frame = (
+        pl.DataFrame({"word": values.str.split(" ")})
+        .with_row_index("row")
+        .explode("word")
+        .with_columns(
+            pl.int_range(pl.len()).over("row").alias("pos"),
+            pl.len().over("row").alias("count"),
+        )
+    )
+    return frame.with_columns(pl.Series("r", rng.random(frame.height)))
+
+
+def _join(frame: pl.DataFrame, rows: int, original: pl.Series) -> pl.Series:
+    """Words back into one string per row (sorted by ``key``); rows that lost all words keep theirs."""
+    joined = (
+        frame.drop_nulls("word")
+        .sort("row", "key")
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("word").str.join(" "))
+    )
+    full = pl.DataFrame({"row": np.arange(rows, dtype=np.uint32)}).join(joined, on="row", how="left")
+    return full["word"].fill_null(original.rename("word")).alias(original.name)
+
+
+def _drop_words(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """Each word dropped with probability 0.3 (the row's luckiest word always stays)."""
+    frame = _words(values, rng)
+    keep = (pl.col("r") >= 0.3) | (pl.col("r") == pl.col("r").max().over("row"))
+    return _join(frame.filter(keep).with_columns(pl.col("pos").alias("key")), values.len(), values)
+
+
+def _shuffle_words(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """Words moved by up to about three places."""
+    frame = _words(values, rng).with_columns((pl.col("pos") + pl.col("r") * 3.5).alias("key"))
+    return _join(frame, values.len(), values)
+
+
+def _abbreviate(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """Long words cut to 1-4 letters ('international' -> 'int'), each with probability 0.5."""
+    frame = _words(values, rng)
+    frame = frame.with_columns(pl.Series("r2", rng.random(frame.height)))
+    short = pl.col("word").str.slice(0, (1 + pl.col("r2") * 4).cast(pl.Int64))
+    frame = frame.with_columns(
+        pl.when((pl.col("r") < 0.5) & (pl.col("word").str.len_chars() > 4)).then(short).otherwise("word").alias("word"),
+        pl.col("pos").alias("key"),
+    )
+    return _join(frame, values.len(), values)
+
+
+def _insert_words(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """One to three words taken from other values (boilerplate, colours, sizes) put in at random."""
+    frame = _words(values, rng).with_columns(pl.col("pos").cast(pl.Float64).alias("key"))
+    donors = pool.drop_nulls().str.split(" ").explode().drop_nulls()
+    if donors.len() == 0:
+        return values
+    extra = rng.integers(1, 4, size=values.len())
+    rows = np.repeat(np.arange(values.len(), dtype=np.uint32), extra)
+    added = pl.DataFrame(
+        {
+            "row": rows,
+            "word": donors.gather(rng.integers(0, donors.len(), size=len(rows))),
+            "key": rng.random(len(rows)) * (values.str.split(" ").list.len().fill_null(0).gather(rows).to_numpy() + 1)
+            - 0.5,
+        }
+    )
+    return _join(pl.concat([frame.select("row", "word", "key"), added]), values.len(), values)
+
+
+def _number_format(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """Numbers and their units joined or split ('16 gb' <-> '16gb'), digit groups split ('1000' -> '1 000')."""
+    joined = values.str.replace_all(r"(\d) ([a-z])", "${1}${2}")
+    split = values.str.replace_all(r"(\d)([a-z])", "${1} ${2}")
+    grouped = values.str.replace_all(r"(\d)(\d\d\d)\b", "${1} ${2}")
+    pick = rng.integers(0, 3, size=values.len())
+    out = pl.select(
+        pl.when(pl.lit(pl.Series(pick == 0))).then(pl.lit(joined))
+        .when(pl.lit(pl.Series(pick == 1))).then(pl.lit(split))
+        .otherwise(pl.lit(grouped))
+    ).to_series()
+    return out.alias(values.name)
+
+
+def _nickname(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """Known first names to their nickname and back ('william' <-> 'bill'); others get an initial."""
+    from dedup.synth_names import NICKNAMES
+
+    both = {**NICKNAMES, **{v: k for k, v in NICKNAMES.items()}}
+    named = values.replace_strict(both, default=None)
+    return named.fill_null(values.str.slice(0, 1)).alias(values.name)
+
+
+def _short_year(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """An eight-digit date written with a two-digit year (19870512 -> 870512)."""
+    return pl.select(
+        pl.when(values.str.len_chars() == 8).then(values.str.slice(2)).otherwise(values)
+    ).to_series().alias(values.name)
+
+
+_WORD_EDITS = {
+    "drop_words": _drop_words,
+    "shuffle_words": _shuffle_words,
+    "abbreviate": _abbreviate,
+    "insert_words": _insert_words,
+    "number_format": _number_format,
+    "nickname": _nickname,
+    "short_year": _short_year,
+}
 
 
 def corrupt(
@@ -168,6 +343,32 @@ def _swap_day_month(codes, lengths, rng):
     return out, lengths
 
 
+_CONFUSABLE = np.zeros(0x250, dtype=np.uint32)  # code point -> the character it is misread as
+for _pair in MISREAD:
+    _a, _b = _pair.replace(" ", "")
+    _CONFUSABLE[ord(_a)], _CONFUSABLE[ord(_b)] = ord(_b), ord(_a)
+
+
+def _misread(codes, lengths, rng):
+    """One character replaced by one it is commonly misread as (OCR, handwriting); a value with
+    no confusable character gets a substitution instead."""
+    out = codes.copy()
+    width = codes.shape[1]
+    inside = np.arange(width)[None, :] < lengths[:, None]
+    table = _CONFUSABLE[np.minimum(codes, len(_CONFUSABLE) - 1)] * (codes < len(_CONFUSABLE))
+    candidate = inside & (table > 0)
+    has = candidate.any(axis=1)
+    # a random confusable position per row: the argmax of random scores over the candidates
+    score = np.where(candidate, rng.random(codes.shape), -1.0)
+    pos = score.argmax(axis=1)
+    rows = np.flatnonzero(has)
+    out[rows, pos[rows]] = table[rows, pos[rows]]
+    if (~has).any():
+        other = np.flatnonzero(~has)
+        out[other], _ = _substitute(codes[other], lengths[other], rng)
+    return out, lengths
+
+
 def _initial_edit(codes, lengths, rng):
     new_len = np.minimum(lengths, 1)
     return _gather(codes, np.broadcast_to(np.arange(codes.shape[1]), codes.shape), new_len), new_len
@@ -183,4 +384,5 @@ _EDITS = {
     "swap_tokens": _swap_tokens,
     "drop_token": _drop_token,
     "swap_day_month": _swap_day_month,
+    "misread": _misread,
 }

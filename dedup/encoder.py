@@ -126,21 +126,31 @@ class KindEncoder(nn.Module):
 class SiameseEncoder(nn.Module):
     """Field embeddings: one shared tower per kind plus a learned per-field scale."""
 
-    def __init__(self, fields: dict[str, FieldKind], buckets: int, dim: int, max_chars: int) -> None:
+    def __init__(
+        self, fields: dict[str, FieldKind], buckets: int, dim: int, max_chars: int, text_max_chars: int | None = None
+    ) -> None:
         super().__init__()
         self.fields = dict(fields)
         self.buckets, self.dim, self.max_chars = buckets, dim, max_chars
+        self.text_max_chars = text_max_chars or max_chars
         kinds = sorted({k.value for k in fields.values()})
         self.towers = nn.ModuleDict({k: KindEncoder(buckets, dim) for k in kinds})
-        self.field_scale = nn.ParameterDict({f: nn.Parameter(torch.ones(dim)) for f in fields})
+        # one row per field, by position: field names are user data (``type``, dots, any text), not
+        # attribute names, so they never become keys of a module
+        self.field_index = {f: i for i, f in enumerate(fields)}
+        self.field_scale = nn.Parameter(torch.ones(len(fields), dim))
+
+    def width(self, field: str) -> int:
+        """Characters of a value the encoder reads: titles and descriptions need more than names."""
+        return self.text_max_chars if self.fields[field] is FieldKind.text else self.max_chars
 
     def tokens(self, values: pl.Series | Sequence[str | None], field: str) -> torch.Tensor:
-        codes, lengths = to_codepoints(values, self.max_chars)
+        codes, lengths = to_codepoints(values, self.width(field))
         return torch.from_numpy(tokenise(codes, lengths, self.fields[field], self.buckets))
 
     def forward(self, tokens: torch.Tensor, field: str) -> torch.Tensor:
         kind = self.fields[field].value
-        raw = self.towers[kind](tokens) * self.field_scale[field]
+        raw = self.towers[kind](tokens) * self.field_scale[self.field_index[field]]
         return nn.functional.normalize(raw, dim=1, eps=1e-8)
 
 

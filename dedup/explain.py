@@ -17,10 +17,11 @@ import numpy as np
 import polars as pl
 
 from dedup.errors import InputError
+from dedup.frequencies import field_statistics
 from dedup.io import check_run_output
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
-from dedup.scoring import pair_similarities
+from dedup.scoring import compare_pairs
 
 
 @dataclass
@@ -57,10 +58,13 @@ def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
             raise InputError(f"{output_dir / 'clusters.parquet'}: no record with {config.id_column} = {wanted!r}")
         rows.append(int(found[0]))
     pair = clusters[rows]
+    # rarity is a property of the whole input (clusters.parquet holds every input row)
+    statistics = field_statistics(normalise_fields(clusters, config), config).take(np.asarray(rows))
     embeddings = model.embed(normalise_fields(pair, config))
-    sims = pair_similarities(embeddings, np.array([0]), np.array([1]))
-    bits = model.combiner_.field_weights(sims)[0]
-    weight = float(model.combiner_.match_weight(sims)[0])
+    evidence = compare_pairs(embeddings, statistics, np.array([0]), np.array([1]))
+    sims = evidence.sims
+    bits = model.combiner_.field_weights(evidence)[0]
+    weight = float(model.combiner_.match_weight(evidence)[0])
     pairs = pl.read_parquet(output_dir / "pairs.parquet", columns=[f"{config.id_column}_l", f"{config.id_column}_r"])
     left, right = pairs[f"{config.id_column}_l"].cast(pl.String), pairs[f"{config.id_column}_r"].cast(pl.String)
     a, b = str(id_a), str(id_b)

@@ -21,15 +21,16 @@ from dedup import __version__
 from dedup.blocking import CandidatePairs, add_embedding_passes, has_embedding_pass, record_vectors
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, config_to_yaml, parse_config
-from dedup.corrupt import corrupt
+from dedup.corrupt import corrupt_values
 from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
+from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
-from dedup.scoring import FieldEmbeddings, embed_records, pair_similarities
+from dedup.scoring import FieldEmbeddings, PairEvidence, compare_pairs, embed_records
 from dedup.training import field_examples, train_encoder
 
-FORMAT_VERSION = 1
-CONFIDENT = 0.99  # self-training keeps pairs scored below 1-CONFIDENT as hard negatives
+FORMAT_VERSION = 2
+CONFIDENT = 0.99  # self-training: pairs scored above this are positives, below 1-CONFIDENT hard negatives
 SYNTHETIC_PAIRS = 5000
 
 
@@ -46,26 +47,29 @@ class DedupModel:
         ``labels`` (optional, one entity label per record, None for records held out) switches
         to supervised training: positives and negatives come from labelled candidate pairs.
         Embedding passes need an encoder, so the order is: encoder (self-supervised, no pairs
-        needed) -> embedding neighbours added to the candidates -> combiner and hard negatives
-        -> the final encoder's neighbours -> final combiner, fitted on the pairs scoring will see.
+        needed) -> embedding neighbours added to the candidates -> combiner -> self-training
+        (confident matches become positives, confident non-matches hard negatives) -> the final
+        encoder's neighbours -> final combiner, fitted on the pairs scoring will see.
         """
         cfg, settings = self.config, self.config.training
         rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
         self._total_records = normalised.height
+        statistics = field_statistics(normalised, cfg)  # rarity over the whole input, before sampling
         known_all = int(np.not_equal(labels, None).sum()) if labels is not None else 0
         sample = None  # embedding (kNN) passes need every record, so they train on all
         if not has_embedding_pass(cfg):
             sample = training_sample(pairs, normalised.height, settings.max_pairs, settings.random_pairs, rng)
         if sample is not None:
-            normalised, pairs = normalised[sample.rows], sample.pairs
+            normalised, pairs, statistics = normalised[sample.rows], sample.pairs, statistics.take(sample.rows)
             labels = labels[sample.rows] if labels is not None else None
             self._pair_weight, self._u_rows = sample.pair_weight, sample.u_rows
         else:
             self._pair_weight, self._u_rows = 1.0, np.arange(normalised.height)
         rule_pairs = pairs
-        encoder = SiameseEncoder(dict(cfg.fields), settings.buckets, settings.dim, settings.max_chars)
-        combiner = Combiner(cfg.field_names, em_iterations=settings.em_iterations)
+        encoder = SiameseEncoder(
+            dict(cfg.fields), settings.buckets, settings.dim, settings.max_chars, settings.text_max_chars
+        )
         steps = settings.epochs * settings.steps_per_epoch
         self.training_loss_: list[float] = []
 
@@ -75,27 +79,48 @@ class DedupModel:
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
             embeddings = embed_records(encoder, normalised)
             left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
-            sims = pair_similarities(embeddings, left, right)
             known = np.intersect1d(np.flatnonzero(np.not_equal(labels, None)), self._u_rows)
-            u_sims = self._random_pair_similarities(embeddings, known, rng)
-            combiner.fit_labelled(sims, same, u_sims, known_all * (known_all - 1) / 2, self._pair_weight)
+            random = self._random_evidence(embeddings, statistics, known, rng)
+            combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
+            combiner.fit_labelled(
+                compare_pairs(embeddings, statistics, left, right),
+                same,
+                random,
+                known_all * (known_all - 1) / 2,
+                self._pair_weight,
+            )
         else:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
             embeddings = embed_records(encoder, normalised)  # once per encoder state: the costly part
             pairs = self._complete(rule_pairs, embeddings)
-            combiner = self._fit_em(combiner, encoder, normalised, embeddings, pairs, rng)
-            # self-training: confidently non-matching candidates become hard negatives
-            proba = combiner.predict_proba(pair_similarities(embeddings, pairs.left, pairs.right))
-            hard = proba < 1 - CONFIDENT
-            examples = self._examples(encoder, normalised, rng, None, (pairs.left[hard], pairs.right[hard]))
+            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
+            # self-training: what the model is sure of teaches the encoder what real duplicates
+            # (and real near-misses) look like in this data
+            proba = combiner.predict_proba(compare_pairs(embeddings, statistics, pairs.left, pairs.right))
+            sure, unlike = proba >= CONFIDENT, proba < 1 - CONFIDENT
+            examples = self._examples(
+                encoder,
+                normalised,
+                rng,
+                (pairs.left[sure], pairs.right[sure]),
+                (pairs.left[unlike], pairs.right[unlike]),
+            )
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
             embeddings = embed_records(encoder, normalised)
             pairs = self._complete(rule_pairs, embeddings)
-            combiner = self._fit_em(combiner, encoder, normalised, embeddings, pairs, rng)
+            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
         self.encoder_, self.combiner_ = encoder, combiner
         return self
+
+    def _combiner(self) -> Combiner:
+        return Combiner(self.config.field_names, em_iterations=self.config.training.em_iterations)
+
+    def _agreement(self, statistics: FieldStatistics) -> tuple[list[float], list[np.ndarray]]:
+        """Per field: the chance of an exact agreement, and each value's frequency."""
+        exact = statistics.exact_u or {}
+        return [exact.get(f, 0.0) for f in self.config.fields], [statistics.frequency[f] for f in self.config.fields]
 
     def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
         if not has_embedding_pass(self.config):
@@ -112,19 +137,33 @@ class DedupModel:
             for f in self.config.fields
         }
 
-    def _fit_em(self, combiner, encoder, normalised, embeddings, pairs, rng) -> Combiner:
-        sims = pair_similarities(embeddings, pairs.left, pairs.right)
-        m_sims = synthetic_duplicate_similarities(encoder, normalised, rng, SYNTHETIC_PAIRS)
+    def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng) -> Combiner:
+        candidates = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
+        seed = synthetic_duplicate_evidence(encoder, normalised, statistics, rng, SYNTHETIC_PAIRS)
+        random = self._random_evidence(embeddings, statistics, self._u_rows, rng, exclude=pairs)
         n = self._total_records
-        u_sims = self._random_pair_similarities(embeddings, self._u_rows, rng)
-        return combiner.fit_em(sims, m_sims, u_sims, total_pairs=n * (n - 1) / 2, pair_weight=self._pair_weight)
+        combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
+        return combiner.fit_em(candidates, random, seed, n * (n - 1) / 2, self._pair_weight, records=n)
 
-    def _random_pair_similarities(self, embeddings: FieldEmbeddings, rows: np.ndarray, rng) -> np.ndarray:
-        """Similarities of random pairs among ``rows``: the population blocking leaves out."""
+    def _random_evidence(
+        self,
+        embeddings: FieldEmbeddings,
+        statistics: FieldStatistics,
+        rows: np.ndarray,
+        rng: np.random.Generator,
+        exclude: CandidatePairs | None = None,
+    ) -> PairEvidence:
+        """Evidence of random pairs among ``rows``, leaving out the pairs in ``exclude``: the
+        population blocking left out (candidates stand for themselves)."""
         count = self.config.training.random_pairs
         a, b = rows[rng.integers(0, len(rows), size=count)], rows[rng.integers(0, len(rows), size=count)]
+        a, b = np.minimum(a, b), np.maximum(a, b)
         keep = a != b
-        return pair_similarities(embeddings, a[keep], b[keep])
+        if exclude is not None and len(exclude):
+            width = int(max(b.max(initial=0), exclude.right.max(initial=0))) + 1
+            taken = np.sort(np.minimum(exclude.left, exclude.right) * width + np.maximum(exclude.left, exclude.right))
+            keep &= ~np.isin(a * width + b, taken, assume_unique=False)
+        return compare_pairs(embeddings, statistics, a[keep], b[keep])
 
     # ---- inference ------------------------------------------------------------------------
     def embed(self, normalised: pl.DataFrame) -> FieldEmbeddings:
@@ -174,7 +213,7 @@ class DedupModel:
             if meta["fields"] != want:
                 raise ModelError(f"{path}: model was trained for fields {meta['fields']}, the config has {want}")
         s = config.training
-        encoder = SiameseEncoder(dict(config.fields), s.buckets, s.dim, s.max_chars)
+        encoder = SiameseEncoder(dict(config.fields), s.buckets, s.dim, s.max_chars, s.text_max_chars)
         try:
             state = torch.load(path / "encoder.pt", weights_only=True)
             encoder.load_state_dict(state)
@@ -229,27 +268,47 @@ def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarr
     return left, right, np.asarray(same, dtype=bool)
 
 
-def synthetic_duplicate_similarities(
+def synthetic_duplicate_evidence(
     encoder: SiameseEncoder,
     normalised: pl.DataFrame,
+    statistics: FieldStatistics,
     rng: np.random.Generator,
     count: int,
     corrupt_share: float = 0.35,
-    missing_share: float = 0.1,
-) -> np.ndarray:
-    """Field similarities between sampled records and corrupted copies of them (synthetic matches)."""
+) -> PairEvidence:
+    """Evidence between sampled records and corrupted copies of them: the seed of m.
+
+    About ``corrupt_share`` of the values are corrupted (``dedup.corrupt``); the rest stay equal
+    and count as exact agreements on their own value. Text fields get their word-level
+    similarity too, weighted by the data's own word counts.
+    """
     rows = rng.integers(0, normalised.height, size=count)
-    out = np.empty((count, len(encoder.fields)), dtype=np.float32)
+    fields = list(encoder.fields)
+    sims = np.empty((count, len(fields)), dtype=np.float32)
+    tokens = np.full((count, len(fields)), np.nan, dtype=np.float32)
+    exact = np.zeros((count, len(fields)), dtype=bool)
+    frequency = np.full((count, len(fields)), np.nan, dtype=np.float32)
     with torch.inference_mode():
         for j, (field, kind) in enumerate(encoder.fields.items()):
-            codes, lengths = to_codepoints(normalised[field].gather(rows), encoder.max_chars)
-            c2, l2 = corrupt(codes, lengths, kind, rng)
+            values = normalised[field].gather(rows)
+            width = encoder.width(field)
+            codes, lengths = to_codepoints(values, width)
+            c2, l2 = corrupt_values(values, kind, rng, width)
             edit = rng.random(count) < corrupt_share
             c2 = np.where(edit[:, None], c2, codes)
             l2 = np.where(edit, l2, lengths)
             a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets)), field)
             b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets)), field)
-            sims = (a * b).sum(dim=1).numpy()
-            sims[(lengths == 0) | (l2 == 0) | (rng.random(count) < missing_share)] = np.nan
-            out[:, j] = sims
-    return out
+            column = (a * b).sum(dim=1).numpy()
+            missing = (lengths == 0) | (l2 == 0)
+            same = ~edit & ~missing
+            column[missing] = np.nan
+            column[same] = 1.0
+            sims[:, j], exact[:, j] = column, same
+            ids = statistics.value_ids[field][rows]
+            frequency[same, j] = statistics.frequency[field][ids[same]]
+            if statistics.vocabulary and field in statistics.vocabulary:
+                copies = pl.Series(np.ascontiguousarray(c2).view(f"<U{width}").ravel(), dtype=pl.String)
+                tokens[:, j] = value_pair_similarity(values, copies, statistics.vocabulary[field])
+                tokens[missing, j] = np.nan
+    return PairEvidence(sims, tokens, exact, frequency)

@@ -32,6 +32,7 @@ from dedup.blocking import (
 )
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig
+from dedup.frequencies import FieldStatistics, field_statistics
 from dedup.io import load_candidates, load_input, save_candidates, write_json, write_parquet, write_parquet_lazy
 from dedup.model import DedupModel
 from dedup.scoring import FieldEmbeddings, score_pairs
@@ -88,8 +89,9 @@ def encode_part(
     clock = time.perf_counter()
     embeddings = model.embed(normalised.slice(start, stop - start))
     target = Path(dest) / f"embeddings-{start:012d}.npz"
-    arrays = {f"table.{f}": embeddings.tables[f] for f in embeddings.fields}
-    arrays |= {f"codes.{f}": embeddings.codes[f] for f in embeddings.fields}
+    # keyed by field position: a field name may hold characters a zip member name cannot
+    arrays = {f"table.{j}": embeddings.tables[f] for j, f in enumerate(embeddings.fields)}
+    arrays |= {f"codes.{j}": embeddings.codes[f] for j, f in enumerate(embeddings.fields)}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.npz")
     np.savez(tmp, **arrays)
@@ -98,14 +100,31 @@ def encode_part(
     return target
 
 
+def statistics_part(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
+    """Value frequencies and word vectors of the whole input (one pass, polars): what every score
+    piece needs to weigh an agreement by its rarity. Written once, read by each score piece."""
+    _, normalised = load_input(input_path, config)
+    target = Path(dest) / "statistics.npz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **field_statistics(normalised, config).to_arrays())
+    tmp.replace(target)
+    return target
+
+
+def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:
+    with np.load(path, allow_pickle=False) as arrays:
+        return FieldStatistics.from_arrays(dict(arrays), fields)
+
+
 def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddings:
     """Join the encode pieces (in record order) into one ``FieldEmbeddings``."""
     tables: dict[str, list[np.ndarray]] = {f: [] for f in fields}
     codes: dict[str, list[np.ndarray]] = {f: [] for f in fields}
     for path in sorted(map(Path, paths)):
         with np.load(path, allow_pickle=False) as part:
-            for f in fields:
-                table, code = part[f"table.{f}"], part[f"codes.{f}"]
+            for j, f in enumerate(fields):
+                table, code = part[f"table.{j}"], part[f"codes.{j}"]
                 offset = sum(len(t) for t in tables[f]) - 1 if tables[f] else 0  # later pieces drop their zero row
                 tables[f].append(table if not tables[f] else table[1:])
                 codes[f].append(np.where(code > 0, code + offset, 0).astype(np.int32))
@@ -140,6 +159,7 @@ def score_part(
     model_dir: str | Path,
     candidates: str | Path,
     embeddings: list[str | Path],
+    statistics: str | Path,
     start: int,
     stop: int,
     dest: str | Path,
@@ -149,7 +169,10 @@ def score_part(
     model = DedupModel.load(model_dir, expect=config)
     pairs = load_candidates(candidates, start, stop)
     timings: dict[str, float] = {}
-    scored = score_pairs(model, records, load_embeddings(embeddings, config.field_names), pairs, timings)
+    fields = config.field_names
+    scored = score_pairs(
+        model, records, load_embeddings(embeddings, fields), load_statistics(statistics, fields), pairs, timings
+    )
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
     clock = time.perf_counter()

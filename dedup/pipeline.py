@@ -153,8 +153,11 @@ def score_stage(
         for start, stop in parts.ranges(records.height, records_per_part)
     ]
     candidates = parts.complete_candidates(config, model_dir, candidates, embeddings, dest)
+    statistics = parts.statistics_part(input_path, config, dest)
     scored = [
-        parts.score_part(input_path, config, model_dir, candidates, embeddings, start, stop, dest / "scores")
+        parts.score_part(
+            input_path, config, model_dir, candidates, embeddings, statistics, start, stop, dest / "scores"
+        )
         for start, stop in parts.ranges(parts.candidate_count(candidates), pairs_per_part)
     ]
     return parts.merge_scores(scored, dest)
@@ -213,6 +216,7 @@ def report_stage(
     report["model"] = str(layout.model if files.publish_model else files.model)
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
     report["prior_weight_bits"] = combiner.prior_weight()
+    report["model_fit"] = combiner.fit_report_.to_dict()
     report["largest_clusters"] = largest_clusters(clusters, config.field_names, count=10)
     publish(layout, report, files, keep_sources)
     write_charts(layout.output, config)

@@ -1,13 +1,16 @@
-"""Score stage: per-field similarities and match probabilities for every candidate pair.
+"""Score stage: per-field evidence and match probabilities for every candidate pair.
 
-Each record's fields are embedded once (O(records), ``embed_records``); a pair's similarity on a
-field is then the dot product of two cached unit vectors, computed for a chunk of pairs at a time
-with one gather and one reduction (O(pairs), vectorised). The network never sees a pair.
+Each record's fields are embedded once (O(records), ``embed_records``) and its values' rarity
+counted once (``dedup.frequencies``); a pair's evidence on a field is then gathered from those
+caches: the cosine of two unit vectors, whether the two values are the same and how common that
+value is, and for text the IDF-weighted cosine of their word vectors. All computed for a chunk of
+pairs at a time with gathers and reductions (O(pairs), vectorised). The network never sees a pair.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +19,7 @@ import torch
 
 from dedup.blocking import CandidatePairs
 from dedup.encoder import SiameseEncoder, encode_values
+from dedup.frequencies import FieldStatistics, token_similarity
 from dedup.progress import progress
 
 if TYPE_CHECKING:
@@ -91,36 +95,91 @@ def pair_similarities(
     return out.T
 
 
+@dataclass(frozen=True)
+class PairEvidence:
+    """What the combiner weighs, per pair and field (arrays ``(pairs, fields)``).
+
+    ``sims``: cosine of the two values' embeddings, NaN where either is null; ``tokens``: the
+    IDF-weighted word cosine for text fields, NaN elsewhere or where either has no words;
+    ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the share
+    of records holding that value (term frequency), NaN otherwise.
+    """
+
+    sims: np.ndarray
+    tokens: np.ndarray
+    exact: np.ndarray
+    frequency: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.sims.shape[0])
+
+    def take(self, index: np.ndarray) -> PairEvidence:
+        return PairEvidence(self.sims[index], self.tokens[index], self.exact[index], self.frequency[index])
+
+    @classmethod
+    def concat(cls, parts: list[PairEvidence]) -> PairEvidence:
+        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("sims", "tokens", "exact", "frequency")))
+
+
+def compare_pairs(
+    embeddings: FieldEmbeddings, statistics: FieldStatistics, left: np.ndarray, right: np.ndarray
+) -> PairEvidence:
+    """Every field's evidence for the pairs ``(left[i], right[i])`` (row positions)."""
+    sims = pair_similarities(embeddings, left, right)
+    fields = embeddings.fields
+    tokens = np.full(sims.shape, np.nan, dtype=np.float32)
+    exact = np.zeros(sims.shape, dtype=bool)
+    frequency = np.full(sims.shape, np.nan, dtype=np.float32)
+    for j, f in enumerate(fields):
+        ids = statistics.value_ids[f]
+        a, b = ids[left], ids[right]
+        same = (a == b) & (a > 0)
+        exact[:, j] = same
+        frequency[same, j] = statistics.frequency[f][a[same]]
+        sims[same, j] = 1.0  # equal values embed equally; say so exactly
+        if f in statistics.tokens:
+            tokens[:, j] = token_similarity(statistics.tokens[f], left, right)
+    return PairEvidence(sims, tokens, exact, frequency)
+
+
 def score_pairs(
     model: DedupModel,
     records: pl.DataFrame,
     embeddings: FieldEmbeddings,
+    statistics: FieldStatistics,
     pairs: CandidatePairs,
     timings: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """The pairs table users read.
 
     Per pair: ids, ``match_probability``, ``match_weight`` (log2 odds), per field ``sim_<f>`` (cosine
-    of the embeddings, null if either value is missing) and ``bf_<f>`` (that field's contribution
-    to the log2 odds, 0 for nulls), and the blocking pass. ``match_weight`` = the model's prior
-    weight (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that
-    records identical on every field are floored at 30 bits.
+    of the embeddings, 1 for equal values, null if either value is missing), for text fields
+    ``tok_<f>`` (IDF-weighted word cosine), ``bf_<f>`` (that field's contribution to the log2
+    odds, 0 for nulls), and the blocking pass. ``match_weight`` = the model's prior weight
+    (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that records
+    identical on every field are floored at 30 bits.
     """
     id_col = model.config.id_column
     start = time.perf_counter()
-    sims = pair_similarities(embeddings, pairs.left, pairs.right)
+    evidence = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
     if timings is not None:
         timings["similarities"] = round(time.perf_counter() - start, 4)
     ids = records[id_col]
-    contributions, match_weight, probability = model.combiner_.score(sims)
+    contributions, match_weight, probability = model.combiner_.score(evidence)
+    fields = embeddings.fields
     frame = pl.DataFrame(
         {
             f"{id_col}_l": ids.gather(pairs.left),
             f"{id_col}_r": ids.gather(pairs.right),
             "match_probability": probability,
             "match_weight": match_weight.astype(np.float32),
-            **{f"sim_{f}": pl.Series(sims[:, j]).fill_nan(None) for j, f in enumerate(embeddings.fields)},
-            **{f"bf_{f}": contributions[:, j] for j, f in enumerate(embeddings.fields)},
+            **{f"sim_{f}": pl.Series(evidence.sims[:, j]).fill_nan(None) for j, f in enumerate(fields)},
+            **{
+                f"tok_{f}": pl.Series(evidence.tokens[:, j]).fill_nan(None)
+                for j, f in enumerate(fields)
+                if f in statistics.tokens
+            },
+            **{f"bf_{f}": contributions[:, j] for j, f in enumerate(fields)},
             "blocking_pass": pl.Series(pairs.pass_index, dtype=pl.Int16).replace_strict(
                 dict(enumerate(pairs.pass_names)), return_dtype=pl.String
             ),

@@ -2,7 +2,8 @@
 
 The encoder learns with the contrastive loss ``y*d^2 + (1-y)*max(margin-d, 0)^2`` on the distance
 between two L2-normalised field embeddings. Positives are a value and a synthetic corruption of it
-(``corrupt``) or, when labels exist, two values of the same entity; negatives are other records'
+(``corrupt``), pairs the model is confident are duplicates (self-training), or, when labels
+exist, two values of the same entity; negatives are other records'
 values, and hard negatives are the differing values of candidate pairs that are known (labels) or
 confidently scored (self-training) to be non-matches. Training cost is bounded by
 ``steps * batch``, not by the number of records.
@@ -17,7 +18,7 @@ import polars as pl
 import torch
 
 from dedup.config import TrainingConfig
-from dedup.corrupt import corrupt
+from dedup.corrupt import corrupt_values
 from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
 from dedup.progress import progress
 
@@ -26,7 +27,8 @@ from dedup.progress import progress
 class FieldExamples:
     """Distinct values of one field, ready for batching, plus labelled value-index pairs."""
 
-    codes: np.ndarray  # (U, max_chars) uint32 code points
+    values: pl.Series  # (U,) the distinct values, sorted
+    codes: np.ndarray  # (U, width) uint32 code points
     lengths: np.ndarray  # (U,)
     tokens: np.ndarray  # (U, T) hashed token ids
     positives: np.ndarray  # (k, 2) indices into the values: same entity, different value
@@ -56,7 +58,7 @@ def field_examples(
         rows += [left, right]
     sample = values.gather(np.concatenate(rows))
     uniques = sample.drop_nulls().unique().sort()
-    codes, lengths = to_codepoints(uniques, encoder.max_chars)
+    codes, lengths = to_codepoints(uniques, encoder.width(field))
     tokens = tokenise(codes, lengths, encoder.fields[field], encoder.buckets)
 
     lookup = pl.DataFrame({"value": uniques, "index": np.arange(uniques.len())})
@@ -71,7 +73,7 @@ def field_examples(
         )
         return np.stack([frame["index"].to_numpy(), frame["index_r"].to_numpy()], axis=1).astype(np.int64)
 
-    return FieldExamples(codes, lengths, tokens, value_pairs(pair_sets[0]), value_pairs(pair_sets[1]))
+    return FieldExamples(uniques, codes, lengths, tokens, value_pairs(pair_sets[0]), value_pairs(pair_sets[1]))
 
 
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
@@ -105,7 +107,7 @@ def train_encoder(
             anchor = rng.integers(0, count, size=batch)
             other = rng.integers(0, count, size=batch)
             distinct = other != anchor  # a value is not its own negative
-            c2, l2 = corrupt(ex.codes[anchor], ex.lengths[anchor], kind, rng)
+            c2, l2 = corrupt_values(ex.values.gather(anchor), kind, rng, encoder.width(field))
             left = [ex.tokens[anchor], ex.tokens[anchor[distinct]]]
             right = [tokenise(c2, l2, kind, encoder.buckets), ex.tokens[other[distinct]]]
             labels = [np.ones(batch), np.zeros(int(distinct.sum()))]

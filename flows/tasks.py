@@ -104,17 +104,23 @@ def complete_candidates(config: DedupConfig, model_dir: str, candidates: str, em
 
 
 @task(retries=2, retry_delay_seconds=2)
+def statistics_piece(input_path: str, config: DedupConfig, dest: str) -> str:
+    return str(parts.statistics_part(input_path, config, dest))
+
+
+@task(retries=2, retry_delay_seconds=2)
 def score_piece(
     input_path: str,
     config: DedupConfig,
     model_dir: str,
     candidates: str,
     embeddings: list[str],
+    statistics: str,
     start: int,
     stop: int,
     dest: str,
 ) -> tuple[str, str]:
-    done = parts.score_part(input_path, config, model_dir, candidates, embeddings, start, stop, dest)
+    done = parts.score_part(input_path, config, model_dir, candidates, embeddings, statistics, start, stop, dest)
     return str(done.pairs), str(done.scores)
 
 
@@ -142,6 +148,7 @@ def score(
     )
     embeddings = [f.result() for f in encoded]
     completed = complete_candidates(config, model_dir, candidates, embeddings, str(path))
+    statistics = statistics_piece(input_path, config, str(path))
     pair_ranges = parts.ranges(parts.candidate_count(completed), partitioning.pairs_per_part)
     scored = score_piece.map(
         input_path,
@@ -149,6 +156,7 @@ def score(
         unmapped(model_dir),
         unmapped(completed),
         unmapped(embeddings),
+        unmapped(statistics),
         [a for a, _ in pair_ranges],
         [b for _, b in pair_ranges],
         unmapped(str(path / "scores")),

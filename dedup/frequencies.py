@@ -1,0 +1,186 @@
+"""Rarity of values and words: the record-level statistics behind term-frequency evidence.
+
+Agreeing on a rare value is stronger evidence than agreeing on a common one: two records sharing
+the surname "Okonkwo-Baptiste" are far more likely the same person than two sharing "Smith". So
+for every field each record gets a global value id (equal ids = equal normalised values) and each
+value its frequency (the chance that another record holds it too); an exact agreement is then
+weighed against the probability that a random other record shares *that* value (Splink's
+term-frequency adjustment).
+
+Long text (titles, product descriptions) rarely agrees exactly, and a character encoder sees
+only its first ``max_chars`` characters. Its evidence is in the words the two values share,
+weighted by rarity: each ``text`` value becomes a sparse vector of its distinct words weighted
+by inverse document frequency, L2-normalised, so the dot product of two records' vectors is
+their IDF-weighted word cosine (a shared model number counts, a shared "the" hardly does).
+
+Everything is computed once per record with polars group-bys and one scipy sparse matrix per
+text field; pairs then gather rows (``token_similarity``), never loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from dedup.config import DedupConfig, FieldKind
+
+TOKEN_KINDS = (FieldKind.text,)  # kinds that get word-level evidence
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A text field's words and how many records hold each (``df``), out of ``present``."""
+
+    words: pl.DataFrame  # word, df
+    present: int
+
+    def weights(self, words: pl.Series) -> np.ndarray:
+        """log(present / df) per word; a word the data never had counts as held by one record."""
+        found = pl.DataFrame({"word": words}).join(self.words, on="word", how="left", maintain_order="left")
+        df = found["df"].fill_null(1).to_numpy().astype(np.float64)
+        return np.log(self.present / df).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FieldStatistics:
+    """Per field: each record's value id (int32, 0 = null) and each id's frequency; per text
+    field, each record's IDF-weighted word vector (CSR, rows L2-normalised, empty for nulls)."""
+
+    value_ids: dict[str, np.ndarray]
+    frequency: dict[str, np.ndarray]  # float64, index = value id: chance another record shares it
+    tokens: dict[str, sp.csr_matrix]
+    vocabulary: dict[str, Vocabulary] | None = None  # text fields' word counts (training only, not saved)
+    exact_u: dict[str, float] | None = None  # per field: chance two random records agree exactly
+
+    @property
+    def records(self) -> int:
+        return len(next(iter(self.value_ids.values())))
+
+    def take(self, rows: np.ndarray) -> FieldStatistics:
+        """The statistics of a subset of records (frequencies stay those of the whole input)."""
+        return FieldStatistics(
+            {f: ids[rows] for f, ids in self.value_ids.items()},
+            self.frequency,
+            {f: matrix[rows] for f, matrix in self.tokens.items()},
+            self.vocabulary,
+            self.exact_u,
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays for ``np.savez`` (keys by field position: names can hold any character)."""
+        arrays: dict[str, np.ndarray] = {}
+        for j, f in enumerate(self.value_ids):
+            arrays[f"ids.{j}"] = self.value_ids[f]
+            arrays[f"freq.{j}"] = self.frequency[f]
+            if f in self.tokens:
+                m = self.tokens[f]
+                arrays |= {f"tok_data.{j}": m.data, f"tok_indices.{j}": m.indices, f"tok_indptr.{j}": m.indptr}
+                arrays[f"tok_shape.{j}"] = np.asarray(m.shape, dtype=np.int64)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], fields: list[str]) -> FieldStatistics:
+        ids, freq, tokens = {}, {}, {}
+        for j, f in enumerate(fields):
+            ids[f], freq[f] = arrays[f"ids.{j}"], arrays[f"freq.{j}"]
+            if f"tok_data.{j}" in arrays:
+                shape = tuple(int(x) for x in arrays[f"tok_shape.{j}"])
+                tokens[f] = sp.csr_matrix(
+                    (arrays[f"tok_data.{j}"], arrays[f"tok_indices.{j}"], arrays[f"tok_indptr.{j}"]), shape=shape
+                )
+        return cls(ids, freq, tokens)
+
+
+def field_statistics(normalised: pl.DataFrame, config: DedupConfig) -> FieldStatistics:
+    """Value ids and frequencies for every field, word vectors for text fields."""
+    ids, freq, tokens, vocabulary, exact_u = {}, {}, {}, {}, {}
+    for field, kind in config.fields.items():
+        ids[field], freq[field] = value_frequencies(normalised[field])
+        exact_u[field] = exact_agreement(normalised[field])
+        if kind in TOKEN_KINDS:
+            vocabulary[field] = count_words(normalised[field])
+            tokens[field] = word_vectors(normalised[field], vocabulary[field])
+    return FieldStatistics(ids, freq, tokens, vocabulary, exact_u)
+
+
+def exact_agreement(values: pl.Series) -> float:
+    """The chance two random distinct non-null records hold the same value: sum c(c-1) / N(N-1)."""
+    counts = values.drop_nulls().value_counts()["count"].cast(pl.Float64).to_numpy()
+    present = counts.sum()
+    return float((counts * (counts - 1.0)).sum() / max(present * (present - 1.0), 1.0))
+
+
+def value_frequencies(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense value ids (1-based, 0 for null) and, per id, the chance that another non-null
+    record holds the same value: (count - 1) / (non-null records - 1).
+
+    That is the u of an exact agreement on the value (two records drawn *without* replacement:
+    with replacement, a record agreeing with itself would add 1/N to every value).
+    """
+    ids = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
+    counts = np.bincount(ids, minlength=1).astype(np.float64)
+    counts[0] = 0.0
+    present = counts.sum()
+    return ids, np.maximum(counts - 1.0, 0.0) / max(present - 1.0, 1.0)
+
+
+def words(values: pl.Series) -> pl.DataFrame:
+    """(row, word) for every distinct word of every value (words split on spaces)."""
+    return (
+        pl.DataFrame({"word": values.str.split(" ")})
+        .with_row_index("row")
+        .explode("word")
+        .drop_nulls("word")
+        .filter(pl.col("word").str.len_chars() > 0)
+        .unique(["row", "word"])
+    )
+
+
+def count_words(values: pl.Series) -> Vocabulary:
+    """Every word of a text column and the number of records holding it."""
+    counts = words(values).group_by("word").agg(pl.len().alias("df"))
+    return Vocabulary(counts, max(values.len() - values.null_count(), 1))
+
+
+def word_vectors(values: pl.Series, vocabulary: Vocabulary | None = None) -> sp.csr_matrix:
+    """Each value's distinct words weighted by log(N / records holding the word), unit length.
+
+    A word found in every record weighs 0; a word found in two records weighs log(N/2). The
+    dot product of two rows is their IDF-weighted word cosine. The weights come from
+    ``vocabulary`` (the column's own counts when not given), so values that are not in the data
+    (synthetic duplicates) are weighed as the data would weigh them.
+    """
+    vocabulary = vocabulary or count_words(values)
+    n = values.len()
+    pairs = words(values)
+    columns = pairs["word"].rank("dense").to_numpy().astype(np.int64) - 1 if pairs.height else np.empty(0, np.int64)
+    weight = vocabulary.weights(pairs["word"])
+    rows = pairs["row"].to_numpy().astype(np.int64)
+    width = int(columns.max()) + 1 if len(columns) else 1
+    matrix = sp.csr_matrix((weight, (rows, columns)), shape=(n, width), dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    scale = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    matrix = sp.diags(scale) @ matrix
+    matrix.eliminate_zeros()
+    return matrix.tocsr()
+
+
+def value_pair_similarity(left: pl.Series, right: pl.Series, vocabulary: Vocabulary) -> np.ndarray:
+    """IDF-weighted word cosine of ``left[i]`` and ``right[i]`` (values outside the data too)."""
+    n = left.len()
+    matrix = word_vectors(pl.concat([left.cast(pl.String), right.cast(pl.String)]), vocabulary)
+    return token_similarity(matrix, np.arange(n), np.arange(n, 2 * n))
+
+
+def token_similarity(matrix: sp.csr_matrix, left: np.ndarray, right: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """IDF-weighted word cosine per pair (float32); NaN where either record has no words."""
+    out = np.empty(len(left), dtype=np.float32)
+    has = np.diff(matrix.indptr) > 0
+    for start in range(0, len(left), chunk):
+        a, b = left[start : start + chunk], right[start : start + chunk]
+        out[start : start + len(a)] = np.asarray(matrix[a].multiply(matrix[b]).sum(axis=1)).ravel()
+    out[~(has[left] & has[right])] = np.nan
+    return np.clip(out, 0.0, 1.0, out=out)
