@@ -23,6 +23,7 @@ from recordlinkage.index import Block, SortedNeighbourhood
 from recordlinkage.preprocessing import phonetic
 
 from dedup.config import (
+    DEFAULT_PAIRS_PER_RECORD,
     BlockingPass,
     DedupConfig,
     EmbeddingPass,
@@ -30,8 +31,10 @@ from dedup.config import (
     FieldKind,
     KeyExpression,
     SortedNeighbourhoodPass,
+    TokenPass,
 )
 from dedup.errors import BlockingError
+from dedup.frequencies import words
 from dedup.normalise import normalise_expr
 
 if TYPE_CHECKING:
@@ -50,6 +53,13 @@ class CandidatePairs:
 
     def __len__(self) -> int:
         return int(self.left.shape[0])
+
+
+def _field_values(records: pl.DataFrame, normalised: pl.DataFrame, column: str) -> pl.Series:
+    """A column's normalised values: the field's own, or as a category for other columns."""
+    if column in normalised.columns:
+        return normalised[column]
+    return records.select(normalise_expr(column, FieldKind.category)).to_series()
 
 
 def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpression) -> pl.Series:
@@ -88,10 +98,28 @@ class PassEstimate:
     top_blocks: tuple[str, ...]  # the key values of the largest blocks, for error messages
 
 
+def rare_words(values: pl.Series, p: TokenPass) -> pl.DataFrame:
+    """(row, word) keys of a token pass: each record's ``rarest`` rarest words held by 2 to
+    ``max_records`` records (ties broken by the word, so the keys do not depend on row order)."""
+    table = words(values)
+    counts = table.group_by("word").agg(pl.len().alias("df"))
+    kept = table.join(counts, on="word").filter((pl.col("df") >= 2) & (pl.col("df") <= p.max_records))
+    return kept.sort("row", "df", "word").group_by("row", maintain_order=True).head(p.rarest).select("row", "word")
+
+
 def estimate_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPass) -> PassEstimate:
-    """Exact pair count of a block pass, upper bound for sorted neighbourhood, n*k for embedding."""
+    """Exact pair count of a block pass, upper bound for sorted neighbourhood and token passes,
+    n*k for embedding."""
     if isinstance(p, EmbeddingPass):
         return PassEstimate(records.height * min(p.k, max(records.height - 1, 0)), p.k + 1, ())
+    if isinstance(p, TokenPass):
+        groups = rare_words(_field_values(records, normalised, p.field), p).group_by("word").len()
+        if groups.height == 0:
+            return PassEstimate(0, 0, ())
+        counts = groups["len"].to_numpy().astype(np.float64)
+        top = groups.sort("len", descending=True).head(3)
+        shown = tuple(f"{w} ({c} records)" for w, c in top.iter_rows())
+        return PassEstimate(int((counts * (counts - 1) / 2).sum()), int(counts.max()), shown)
     frame = _key_frame(records, normalised, p)
     keys = [c for c in frame.columns if c != "_row"]
     if isinstance(p, SortedNeighbourhoodPass):
@@ -138,6 +166,11 @@ def run_pass(
     empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
         return empty  # needs a trained encoder: see add_embedding_passes
+    if isinstance(p, TokenPass):
+        frame = pd.DataFrame({"text": _field_values(records, normalised, p.field).to_pandas()})
+        indexer = recordlinkage.Index()
+        indexer.add(RareWords(p, part, parts))
+        return _index_arrays(indexer.index(frame))
     frame = _key_frame(records, normalised, p)
     if parts > 1:
         keys = [c for c in frame.columns if c != "_row"]
@@ -164,6 +197,34 @@ def _index_arrays(pairs: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:
         np.asarray(pairs.get_level_values(0), dtype=np.int64),
         np.asarray(pairs.get_level_values(1), dtype=np.int64),
     )
+
+
+class RareWords(BaseIndexAlgorithm):
+    """recordlinkage index algorithm: records sharing one of their rarest words (``TokenPass``).
+
+    The frame holds one normalised text column (``text``), indexed by row position. With
+    ``parts > 1`` only the words hashing to ``part`` are keys: every shared word lands in one
+    partition, so the partitions' pairs add up to the whole pass.
+    """
+
+    def __init__(self, settings: TokenPass, part: int = 0, parts: int = 1) -> None:
+        super().__init__()
+        self.settings, self.part, self.parts = settings, part, parts
+
+    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
+        values = pl.Series("text", df_a["text"].tolist(), dtype=pl.String)
+        keys = rare_words(values, self.settings)
+        if self.parts > 1:
+            keys = keys.filter(pl.col("word").hash(seed=0) % self.parts == self.part)
+        pairs = keys.join(keys, on="word", suffix="_r").filter(pl.col("row") < pl.col("row_r"))
+        pairs = pairs.select("row", "row_r").unique()
+        rows = np.asarray(df_a.index, dtype=np.int64)
+        return pd.MultiIndex.from_arrays(
+            [rows[pairs["row"].to_numpy().astype(np.int64)], rows[pairs["row_r"].to_numpy().astype(np.int64)]]
+        )
+
+    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
+        raise NotImplementedError("token blocking links records within one table")
 
 
 class EmbeddingNeighbours(BaseIndexAlgorithm):
@@ -262,17 +323,30 @@ def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
     )
 
 
-def pass_allowed(estimate: PassEstimate, p: BlockingPass, config: DedupConfig) -> bool:
-    """Whether a pass may run: over ``blocking_max_pairs`` a configured pass is an error and a
-    default pass (none configured) is skipped with a warning."""
-    try:
-        guard_pass(estimate, p, config.blocking_max_pairs)
-    except BlockingError as exc:
-        if config.blocking is not None:
-            raise
-        warnings.warn(f"skipping default {exc}", stacklevel=2)
-        return False
+def pass_allowed(estimate: PassEstimate, p: BlockingPass, config: DedupConfig, records: int) -> bool:
+    """Whether a pass may run: over ``blocking_max_pairs`` a configured pass is an error; a
+    default pass (none configured) is skipped with a warning over that limit or over
+    ``DEFAULT_PAIRS_PER_RECORD`` pairs per record (a pass on a field with few values, such as
+    a city or a year, would otherwise bury the duplicates under millions of pairs)."""
+    if config.blocking is None:
+        limit = min(config.blocking_max_pairs, max(DEFAULT_PAIRS_PER_RECORD * records, 1000))
+        reason = skipped_default(estimate, p, limit)
+        if reason:
+            warnings.warn(reason, stacklevel=2)
+            return False
+        return True
+    guard_pass(estimate, p, config.blocking_max_pairs)
     return True
+
+
+def skipped_default(estimate: PassEstimate, p: BlockingPass, limit: int) -> str | None:
+    """Why a default pass is skipped, or None."""
+    if estimate.pairs <= limit or isinstance(p, EmbeddingPass):
+        return None
+    return (
+        f"skipping default blocking pass {p.name}: it would make {estimate.pairs:,} candidate pairs "
+        f"(limit {limit:,}); largest blocks: {', '.join(estimate.top_blocks)}"
+    )
 
 
 def block(
@@ -288,7 +362,7 @@ def block(
     estimates = estimates or [estimate_pass(records, normalised, p) for p in config.passes]
     per_pass = []
     for p, estimate in zip(config.passes, estimates, strict=True):
-        allowed = pass_allowed(estimate, p, config)
+        allowed = pass_allowed(estimate, p, config, records.height)
         per_pass.append(run_pass(records, normalised, p) if allowed else (np.empty(0, np.int64),) * 2)
     return union_pairs(per_pass, tuple(p.name for p in config.passes))
 
@@ -367,6 +441,10 @@ def analyse_blocking(
             guard_pass(estimate, p, config.blocking_max_pairs)
         except BlockingError as exc:
             rows.append(PassAnalysis(p.name, 0, 0, estimate.largest_block, refused=str(exc)))
+            continue
+        limit = max(DEFAULT_PAIRS_PER_RECORD * n, 1000)
+        if config.blocking is None and (reason := skipped_default(estimate, p, limit)):
+            rows.append(PassAnalysis(p.name, 0, 0, estimate.largest_block, refused=reason))
             continue
         if isinstance(p, EmbeddingPass):
             if vectors is None:

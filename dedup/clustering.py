@@ -4,14 +4,19 @@ Two methods, chosen in the config (``clustering: {method: ...}``):
 
 - ``components``: connected components of the match graph. Simple, but one false edge chains
   two entities together (A~B, B~C puts A and C in one cluster however different they are).
-- ``density`` (default): connected components, then any component whose match edges cover less
-  than ``min_density`` of its possible pairs is re-split with a stricter threshold, up a ladder
-  (0.8, 0.9, 0.95, 0.99), until every cluster is dense or the ladder ends. A true entity's
-  records match each other pairwise; a chain of two entities joined by one weak edge is sparse,
-  and its weak edge is the first to go. Edges scored 0.99 or more are never cut: a sparse
-  cluster held together by sure edges is more likely an entity whose pairs blocking missed.
+- ``density`` (default): first, a match edge whose two records share too few matched
+  neighbours (less than ``min_support`` of them, Jaccard, each other not counted) is cut: in a
+  true entity of three or more records the members match each other, while a record that
+  links two groups without either group matching the other is a bridge. Then connected
+  components, and any component whose match edges cover less than ``min_density`` of its
+  possible pairs is re-split with a stricter threshold, up a ladder (0.8, 0.9, 0.95, 0.99),
+  until every cluster is dense or the ladder ends: a chain of two entities joined by one weak
+  edge is sparse, and its weak edge is the first to go. Edges scored 0.99 or more are never
+  cut: a sparse cluster held together by sure edges is more likely an entity whose pairs
+  blocking missed.
 
-Both run on whole arrays with ``scipy.sparse.csgraph`` and bincounts (no loop over pairs). A
+Both run on whole arrays with ``scipy.sparse`` products, ``csgraph`` and bincounts (no loop
+over pairs). A
 cluster's id is the smallest record id in it, so ids do not depend on row order or reruns.
 """
 
@@ -34,11 +39,44 @@ def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarra
     return labels
 
 
+SURE = LADDER[-1]
+
+
+def supported(n_records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, min_support: float):
+    """Which edges (all scored >= threshold) keep enough shared neighbours to stay (see module
+    docstring); edges scored ``SURE`` or more always stay. Repeated while cuts change the graph."""
+    keep = np.ones(len(left), dtype=bool)
+    if min_support <= 0 or len(left) == 0:
+        return keep
+    for _ in range(5):
+        a, b = left[keep], right[keep]
+        graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_records, n_records)).tocsr()
+        graph = ((graph + graph.T) > 0).astype(np.float32).tocsr()
+        degree = np.asarray(graph.sum(axis=1)).ravel()
+        common = np.asarray(graph[a].multiply(graph[b]).sum(axis=1)).ravel()
+        others = degree[a] + degree[b] - 2 - common  # neighbours of either, the two not counted
+        support = np.where(others > 0, common / np.maximum(others, 1), 1.0)
+        weak = (support < min_support) & (probability[keep] < SURE)
+        if not weak.any():
+            break
+        keep[np.flatnonzero(keep)[weak]] = False
+    return keep
+
+
 def density_split(
-    n_records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, threshold: float, min_density: float
+    n_records: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    min_density: float,
+    min_support: float = 0.0,
 ) -> np.ndarray:
-    """Components, with sparse ones re-split at stricter thresholds (see module docstring)."""
+    """Weak bridges cut, then components, sparse ones re-split at stricter thresholds (see module
+    docstring)."""
     keep = probability >= threshold
+    edges = np.flatnonzero(keep)
+    keep[edges[~supported(n_records, left[edges], right[edges], probability[edges], min_support)]] = False
     labels = components(n_records, left[keep], right[keep])
     for stricter in (t for t in LADDER if t > threshold):
         sizes = np.bincount(labels)
@@ -65,7 +103,9 @@ def cluster_labels(
     if settings.method == "components":
         match = probability >= threshold
         return components(n_records, left[match], right[match])
-    return density_split(n_records, left, right, probability, threshold, settings.min_density)
+    return density_split(
+        n_records, left, right, probability, threshold, settings.min_density, settings.min_support
+    )
 
 
 def cluster_records(

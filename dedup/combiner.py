@@ -55,6 +55,9 @@ NOISE = 0.05  # starting share of duplicates whose value in a field is unrelated
 ANCHOR = 0.99  # a pair the other fields call a match with this posterior anchors a field
 START_PER_RECORD = 0.5  # the prior EM starts from: one duplicate per two records
 MIN_ANCHORS = 10  # a field with fewer anchors has nothing vouching for its matches
+AGREE_TAIL = 0.01  # for field dependence, a field "agrees" at or above this random-pair tail
+MIN_TOGETHER = 5  # pairs agreeing on both fields needed before their dependence is measured
+MAX_DEPENDENCE_CUT = 0.5
 MEASURES = ("sims", "tokens")  # PairEvidence arrays that carry a similarity
 
 
@@ -153,18 +156,85 @@ class Combiner:
 
     # ---- weights ----------------------------------------------------------------------------
     def _bits(self, levels: np.ndarray, evidence: PairEvidence, m: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Per pair and field: log2(m/u) of its level, with the exact level's u per value (TF)."""
+        """Per pair and field: log2(m/u) of its level, with the exact level's u per value (TF),
+        less each field's half of its dependence with other agreeing fields (``interaction_``)."""
         table = np.log2(m) - np.log2(u)  # (F, L)
         table[:, NULL_LEVEL] = 0.0
         cols = np.arange(levels.shape[1])[None, :]
         bits = table[cols, levels]
         exact = levels == EXACT_LEVEL
         if exact.any():
-            tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64)
-            floor = np.maximum(self.min_frequency_, 1e-12)
+            scale = getattr(self, "tf_scale_", np.ones(levels.shape[1]))
+            tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64) * scale[None, :]
+            floor = np.maximum(self.min_frequency_ * scale, 1e-12)
             tf = np.maximum(tf, floor[None, :])
             bits = np.where(exact, np.log2(m[:, EXACT_LEVEL])[None, :] - np.log2(tf), bits)
+        interaction = getattr(self, "interaction_", None)
+        if interaction is not None and interaction.any():
+            bits = bits - self._dependence(levels, bits, interaction)
         return bits
+
+    def _agree(self, levels: np.ndarray) -> np.ndarray:
+        """Whether each field agrees: exact, or more similar than all but 1% of random pairs."""
+        top = sum(1 for t in self.tails if t <= AGREE_TAIL)
+        return (levels >= EXACT_LEVEL) & (levels <= EXACT_LEVEL + top)
+
+    def _dependence(self, levels: np.ndarray, bits: np.ndarray, interaction: np.ndarray) -> np.ndarray:
+        """Per pair and field: the bits to take off for agreeing together with correlated fields.
+
+        For each pair of fields that agree, ``interaction_[f, g]`` bits (never more than the
+        weaker of the two fields' own weight) are taken off, half from each field, so the
+        ``bf_`` columns still add up; no field loses more than ``MAX_DEPENDENCE_CUT`` of its
+        own weight in all.
+        """
+        agree = self._agree(levels)
+        out = np.zeros_like(bits)
+        fields = levels.shape[1]
+        for f in range(fields):
+            for g in range(f + 1, fields):
+                if interaction[f, g] <= 0:
+                    continue
+                both = agree[:, f] & agree[:, g]
+                if not both.any():
+                    continue
+                cut = np.minimum(interaction[f, g], np.maximum(np.minimum(bits[both, f], bits[both, g]), 0.0))
+                out[both, f] += cut / 2
+                out[both, g] += cut / 2
+        # many mutually correlated fields (a citation's venue, publisher, address, year) would
+        # otherwise lose more than their evidence: each keeps at least half of its own weight
+        return np.minimum(out, np.maximum(bits, 0.0) * MAX_DEPENDENCE_CUT)
+
+    def _fit_interaction(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
+        """log2 of how much more often two fields agree together among non-matches than
+        independence says, per field pair (0 where they are independent or too rare to tell).
+
+        Fellegi-Sunter multiplies the fields' evidence as if it were independent. Fields that
+        carry the same information (a product's name and a description that starts with it;
+        a journal and its publisher) agree together far more often among *non-matches* than
+        apart, and a near miss then counts twice. Measured on the whole population, each pair
+        counted as a non-match by 1 - posterior.
+        """
+        agree = self._agree(levels)
+        present = levels != NULL_LEVEL
+        w = weights * (1.0 - post)
+        fields = levels.shape[1]
+        table = np.zeros((fields, fields))
+        for f in range(fields):
+            for g in range(f + 1, fields):
+                both_known = present[:, f] & present[:, g]
+                total = w[both_known].sum()
+                if total <= 0:
+                    continue
+                af, ag = agree[both_known, f], agree[both_known, g]
+                together = af & ag
+                if together.sum() < MIN_TOGETHER:
+                    continue
+                ww = w[both_known]
+                pf, pg, pfg = ww[af].sum() / total, ww[ag].sum() / total, ww[together].sum() / total
+                ratio = pfg / max(pf * pg, 1e-300)
+                if ratio > 1.0:
+                    table[f, g] = table[g, f] = float(np.log2(ratio))
+        return table
 
     def field_weights(self, evidence: PairEvidence) -> np.ndarray:
         """Each field's contribution to the match log-odds, in bits (log2 Bayes factor)."""
@@ -194,14 +264,17 @@ class Combiner:
 
     # ---- fitting ----------------------------------------------------------------------------
     def _u_from_random(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """u per field and level: exact from value frequencies, fuzzy levels from random pairs."""
+        """u per field and level from weighted pairs (non-matches), exact level included.
+
+        The exact level's u is measured like the others, not taken from value counts: in a
+        data set with many duplicates (a citation copied 200 times) the counts are mostly
+        the duplicates themselves. The per-value frequencies that TF-adjust it are scaled to
+        the measured level (``tf_scale_``), so rare values still weigh more than common ones.
+        """
         u = self._distribution(levels, weights)
-        u_exact = self.exact_u_
-        fuzzy = np.arange(self.n_levels) >= 2
-        share = u[:, fuzzy] / np.maximum(u[:, fuzzy].sum(axis=1, keepdims=True), 1e-300)
-        u[:, fuzzy] = share * (1.0 - u_exact)[:, None]
-        u[:, EXACT_LEVEL] = u_exact
-        u[:, NULL_LEVEL] = 1.0
+        measured = u[:, EXACT_LEVEL]
+        self.tf_scale_ = np.clip(measured / np.maximum(self.exact_u_, 1e-300), 1e-6, 1.0)
+        self.tf_scale_[self.exact_u_ <= 0] = 1.0
         return np.maximum(u, 1e-12)
 
     def _distribution(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -245,13 +318,15 @@ class Combiner:
         total_pairs: float,
         pair_weight: float = 1.0,
         records: int | None = None,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Combiner:
         """Label-free fit: m shaped by the synthetic duplicates, u and the prior from the data.
 
         ``candidates``: the candidate pairs, each standing for ``pair_weight`` candidates (a
         sample when there are many); ``random``: random pairs that are *not* candidates, standing
         for every pair blocking left out; ``seed``: synthetic duplicates (a value and a corrupted
-        copy of it); ``total_pairs``: all pairs of records, N(N-1)/2.
+        copy of it); ``total_pairs``: all pairs of records, N(N-1)/2; ``pairs``: the candidates'
+        row positions (left, right), for the plausibility check (``check_fit``).
 
         m is never let loose: EM over free m tables settles on whatever large class of related
         records the data holds (same city, same household). Instead each field's m keeps the
@@ -274,21 +349,28 @@ class Combiner:
         self.exact_share_ = self.seed_m_[:, EXACT_LEVEL].copy()
         self.noise_ = np.full(len(self.fields), NOISE)
         self.anchored_ = np.ones(len(self.fields), dtype=bool)  # until the anchor step says otherwise
+        self.interaction_ = np.zeros((len(self.fields), len(self.fields)))
         report = FitReport()
         start = float(np.clip(START_PER_RECORD * records / total_pairs, 1e-9, 0.5))
         u = self._u_step(levels, weights, np.zeros(len(levels)))
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
         report.iterations += iterations
+        self.interaction_ = self._fit_interaction(levels, weights, self._posterior(levels, evidence, u, prior))
         self._anchor_step(levels[: len(candidates)], candidates, self._shaped_m(u), u, prior)
         u = self._u_step(levels, weights, np.zeros(len(levels)))  # afresh, with the anchors' verdict
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
         report.iterations += iterations
-        problem = check_fit(prior * total_pairs, records, len(candidates) * pair_weight)
-        if problem:
-            fallback = float(np.clip(records / 2 / total_pairs, 1e-12, 0.5))
-            report.warnings.append(f"{problem}; the prior is held at one duplicate per two records instead")
-            report.restarts += 1
-            prior = fallback
+        if pairs is not None:
+            post = self._posterior(levels[: len(candidates)], candidates, u, prior)
+            held = held_pairs(records, pairs[0], pairs[1], post) * pair_weight
+            problem = check_fit(prior * total_pairs, held, records, total_pairs)
+            if problem:
+                fallback = max(held, records / 2.0)
+                report.warnings.append(
+                    f"{problem}; the prior is held at {fallback:,.0f} matching pairs (what those clusters hold) instead"
+                )
+                report.restarts += 1
+                prior = float(np.clip(fallback / total_pairs, 1e-12, 0.5))
         self.m_, self.u_, self.prior_ = self._shaped_m(u), u, prior
         report.prior = prior
         report.estimated_matching_pairs = prior * total_pairs
@@ -348,6 +430,10 @@ class Combiner:
         fuzzy_mass = out[:, 2:].sum(axis=1, keepdims=True)
         out[:, 2:] *= u[:, 2:].sum(axis=1, keepdims=True) / np.maximum(fuzzy_mass, 1e-300)
         return out
+
+    def _posterior(self, levels: np.ndarray, evidence: PairEvidence, u: np.ndarray, prior: float) -> np.ndarray:
+        bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, self._shaped_m(u), u).sum(axis=1)
+        return _sigmoid(bits * np.log(2))
 
     def _prior_step(
         self, levels: np.ndarray, evidence: PairEvidence, weights: np.ndarray, prior: float, u: np.ndarray
@@ -416,7 +502,9 @@ class Combiner:
         y = is_match.astype(np.float64)
         if y.sum() == 0:
             raise ValueError("the labelled candidate pairs contain no matches")
-        u = self._u_from_random(self.levels(random), np.ones(len(random)))
+        random_levels = self.levels(random)
+        u = self._u_from_random(random_levels, np.ones(len(random)))
+        self.interaction_ = self._fit_interaction(random_levels, np.ones(len(random)), np.zeros(len(random)))
         m = self._distribution(self.levels(candidates), y)
         self.m_, self.u_ = self._monotone(m, u), u
         self.prior_ = float(np.clip(y.sum() * pair_weight / max(total_pairs, 1.0), 1e-12, 0.5))
@@ -435,6 +523,8 @@ class Combiner:
             "min_frequency": self.min_frequency_.tolist(),
             "m": self.m_.tolist(),
             "u": self.u_.tolist(),
+            "interaction": self.interaction_.tolist(),
+            "tf_scale": self.tf_scale_.tolist(),
             "prior": self.prior_,
             "fit": self.fit_report_.to_dict(),
         }
@@ -447,25 +537,41 @@ class Combiner:
         combiner.min_frequency_ = np.asarray(data["min_frequency"], dtype=np.float64)
         combiner.m_ = np.asarray(data["m"], dtype=np.float64)
         combiner.u_ = np.asarray(data["u"], dtype=np.float64)
+        combiner.interaction_ = np.asarray(data["interaction"], dtype=np.float64)
+        combiner.tf_scale_ = np.asarray(data["tf_scale"], dtype=np.float64)
         combiner.prior_ = float(data["prior"])
         combiner.fit_report_ = FitReport(**data["fit"])
         return combiner
 
 
-def check_fit(estimated: float, records: int, candidates: float) -> str | None:
+def check_fit(estimated: float, held: float, records: int, total_pairs: float) -> str | None:
     """Why a fitted prior is implausible, or None.
 
-    Matching pairs cannot outnumber the candidate pairs that hold them by much (the random pairs
-    stand for the rest, where few matches hide), and a data set whose every record had ten
-    duplicates would still have only 5.5 matching pairs per record: a fit past both bounds has
-    found something other than duplicates.
+    ``held``: the matching pairs the clusters seen among the candidates can hold (sum of
+    s(s-1)/2 over the components of pairs scored >= 0.5). A fit is degenerate when it claims
+    half of all pairs match, or many more matches than those clusters can hold (the rest would
+    have to hide among pairs no blocking pass proposed, beyond one per record).
     """
-    if estimated > max(candidates, 1.0) and estimated > 5.5 * records:
+    if estimated >= 0.5 * total_pairs * 0.999:
+        return f"EM estimated {estimated:,.0f} matching pairs, half of all pairs"
+    if estimated > 2.0 * held + records:
         return (
-            f"EM estimated {estimated:,.0f} matching pairs, more than the {candidates:,.0f} candidate "
-            f"pairs and 5.5 per record"
+            f"EM estimated {estimated:,.0f} matching pairs, more than twice the {held:,.0f} the clusters "
+            f"among the candidates can hold"
         )
     return None
+
+
+def held_pairs(records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> float:
+    """Pairs inside the components of the pairs scored >= 0.5 (what those clusters can hold)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = probability >= 0.5
+    graph = coo_matrix((np.ones(int(keep.sum()), dtype=np.int8), (left[keep], right[keep])), shape=(records, records))
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels).astype(np.float64)
+    return float((sizes * (sizes - 1) / 2).sum())
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

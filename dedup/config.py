@@ -123,7 +123,27 @@ class EmbeddingPass(BaseModel):
         return f"embedding(k={self.k}{floor})"
 
 
-BlockingPass = ExactPass | SortedNeighbourhoodPass | EmbeddingPass
+class TokenPass(BaseModel):
+    """Records are candidates when they share one of their ``rarest`` rarest words of ``field``.
+
+    Words held by more than ``max_records`` records are no key at all (a shared "the" or
+    "laptop" says nothing): token blocking with block purging, the standard first pass for
+    product titles and other long text, where whole values rarely agree.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str
+    rarest: int = Field(3, ge=1, le=100)
+    max_records: int = Field(50, ge=2)
+
+    @property
+    def name(self) -> str:
+        return f"tokens({self.field}, rarest={self.rarest}, max_records={self.max_records})"
+
+
+BlockingPass = ExactPass | SortedNeighbourhoodPass | EmbeddingPass | TokenPass
+DEFAULT_PAIRS_PER_RECORD = 50  # a default pass making more pairs than this per record is skipped
 
 
 class TrainingConfig(BaseModel):
@@ -157,6 +177,9 @@ class ClusteringConfig(BaseModel):
 
     method: Literal["density", "components"] = "density"
     min_density: float = Field(0.6, ge=0.0, le=1.0, description="share of a cluster's pairs that must match")
+    min_support: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of neighbours an edge's two records must share, else it is cut"
+    )
 
 
 class DedupConfig(BaseModel):
@@ -220,28 +243,36 @@ class DedupConfig(BaseModel):
                 columns.update(k.column for k in p.on)
             elif isinstance(p, SortedNeighbourhoodPass):
                 columns.update(k.column for k in (p.key, *p.block_on))
+            elif isinstance(p, TokenPass):
+                columns.add(p.field)
         return columns
 
 
 def default_passes(fields: dict[str, FieldKind]) -> tuple[BlockingPass, ...]:
     """Blocking for a config that names none, from the field kinds (see README, "Blocking").
 
-    - all name fields equal; each name field's soundex with the first date's year (or alone);
-    - each date exactly; each text and code field exactly (emails, phones, ids);
+    - all name fields equal; each name field's soundex with the first date's year (alone when
+      there is no date);
+    - each date and code field exactly (dates of birth, phones, ids);
+    - each text field by its rarest words (``TokenPass``): long text rarely agrees whole;
     - the 10 nearest neighbours of every record by its learned field embeddings.
-    Passes that would exceed ``blocking_max_pairs`` on the data are skipped with a warning.
+    Categories get no pass of their own (a handful of values make huge blocks). A default pass
+    that would make more than ``DEFAULT_PAIRS_PER_RECORD`` pairs per record on the data (or
+    more than ``blocking_max_pairs``) is skipped with a warning and reported.
     """
     names = [f for f, k in fields.items() if k is FieldKind.name]
     dates = [f for f, k in fields.items() if k is FieldKind.date]
     passes: list[BlockingPass] = []
     if names:
         passes.append(ExactPass(on=tuple(KeyExpression.of_column(f) for f in names)))
+        year = [KeyExpression.of_column(dates[0], stop=4)] if dates else []
         for f in names:
-            keys = [KeyExpression.of_column(f, "soundex")] + ([KeyExpression.of_column(dates[0], stop=4)] if dates else [])
-            passes.append(ExactPass(on=tuple(keys)))
+            passes.append(ExactPass(on=(KeyExpression.of_column(f, "soundex"), *year)))
     for f, kind in fields.items():
-        if kind in (FieldKind.date, FieldKind.text, FieldKind.code):
+        if kind in (FieldKind.date, FieldKind.code):
             passes.append(ExactPass(on=(KeyExpression.of_column(f),)))
+        elif kind is FieldKind.text:
+            passes.append(TokenPass(field=f))
     passes.append(EmbeddingPass(k=10))
     return tuple(passes)
 
@@ -262,6 +293,11 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
         if not isinstance(options, dict):
             raise ValueError(f"blocking pass {index}: expected {{embedding: {{k: 10}}}}, got {item!r}")
         return EmbeddingPass(**options)
+    if isinstance(item, dict) and "tokens" in item:
+        unknown = set(item) - {"tokens", "rarest", "max_records"}
+        if unknown:
+            raise ValueError(f"blocking pass {index}: unknown key(s) {sorted(unknown)}")
+        return TokenPass(field=str(item["tokens"]), **{k: v for k, v in item.items() if k != "tokens"})
     if isinstance(item, dict) and "sorted_neighbourhood" in item:
         unknown = set(item) - {"sorted_neighbourhood", "window", "block_on"}
         if unknown:
@@ -276,7 +312,8 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
             block_on=tuple(KeyExpression.parse(str(k)) for k in block_on),
         )
     raise ValueError(
-        f"blocking pass {index}: expected a list of keys or {{sorted_neighbourhood: key, window: n}}, got {item!r}"
+        f"blocking pass {index}: expected a list of keys, {{sorted_neighbourhood: key, window: n}}, "
+        f"{{tokens: field}} or {{embedding: {{k: n}}}}, got {item!r}"
     )
 
 
@@ -349,6 +386,8 @@ def config_to_yaml(config: DedupConfig) -> str:
             passes.append([k.text for k in p.on])
         elif isinstance(p, EmbeddingPass):
             passes.append({"embedding": p.model_dump(exclude_none=True)})
+        elif isinstance(p, TokenPass):
+            passes.append({"tokens": p.field, "rarest": p.rarest, "max_records": p.max_records})
         else:
             item: dict[str, Any] = {"sorted_neighbourhood": p.key.text, "window": p.window}
             if p.block_on:

@@ -228,17 +228,32 @@ def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFram
     return loaded
 
 
-def save_candidates(pairs: CandidatePairs, dest: Path, largest_blocks: list[int] | None = None) -> Path:
-    """Candidate pairs (row positions, first pass) to ``dest/candidates.parquet`` plus a JSON sidecar."""
+def save_candidates(
+    pairs: CandidatePairs,
+    dest: Path,
+    largest_blocks: list[int] | None = None,
+    skipped: list[str | None] | None = None,
+) -> Path:
+    """Candidate pairs (row positions, first pass) to ``dest/candidates.parquet`` plus a JSON sidecar
+    (pass names and counts, each pass's largest block, and why a default pass was skipped)."""
     target = dest / "candidates.parquet"
     write_parquet(pairs_to_frame(pairs), target)
-    meta = {"pass_names": pairs.pass_names, "pass_counts": pairs.pass_counts, "largest_blocks": largest_blocks}
+    meta = {
+        "pass_names": pairs.pass_names,
+        "pass_counts": pairs.pass_counts,
+        "largest_blocks": largest_blocks,
+        "skipped": skipped,
+    }
     write_json(meta, target.with_suffix(".json"))
     return target
 
 
 def largest_blocks(candidates: str | Path) -> list[int] | None:
     return json.loads(Path(candidates).with_suffix(".json").read_text()).get("largest_blocks")
+
+
+def skipped_passes(candidates: str | Path) -> list[str | None] | None:
+    return json.loads(Path(candidates).with_suffix(".json").read_text()).get("skipped")
 
 
 def load_candidates(path: str | Path, start: int = 0, stop: int | None = None) -> CandidatePairs:

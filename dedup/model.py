@@ -143,7 +143,9 @@ class DedupModel:
         random = self._random_evidence(embeddings, statistics, self._u_rows, rng, exclude=pairs)
         n = self._total_records
         combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
-        return combiner.fit_em(candidates, random, seed, n * (n - 1) / 2, self._pair_weight, records=n)
+        return combiner.fit_em(
+            candidates, random, seed, n * (n - 1) / 2, self._pair_weight, records=n, pairs=(pairs.left, pairs.right)
+        )
 
     def _random_evidence(
         self,

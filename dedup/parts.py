@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,16 @@ def block_part(
     p = config.passes[pass_index]
     estimate = estimate_pass(records, normalised, p)
     left = right = np.empty(0, np.int64)
-    if pass_allowed(estimate, p, config) and not isinstance(p, EmbeddingPass):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        allowed = pass_allowed(estimate, p, config, records.height)
+    skipped = "; ".join(str(w.message) for w in caught) or None
+    for w in caught:  # still shown to the user
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if allowed and not isinstance(p, EmbeddingPass):
         left, right = run_pass(records, normalised, p, part, parts)
     target = Path(dest) / f"block-{pass_index}-{part}.parquet"
-    write_json({"largest_block": estimate.largest_block}, target.with_suffix(".json"))
+    write_json({"largest_block": estimate.largest_block, "skipped": skipped}, target.with_suffix(".json"))
     return write_parquet(pl.DataFrame({"left": left, "right": right}), target)
 
 
@@ -67,16 +74,25 @@ def merge_blocks(config: DedupConfig, part_paths: list[str | Path], dest: str | 
     """Union the pieces into ``dest/candidates.parquet`` (each pair once, with its first pass)."""
     by_pass: dict[int, list[pl.DataFrame]] = {i: [] for i in range(len(config.passes))}
     largest: dict[int, int] = {}
+    skipped: dict[int, str] = {}
     for path in map(Path, part_paths):
         pass_index = int(path.stem.split("-")[1])
         by_pass[pass_index].append(pl.read_parquet(path))
-        largest[pass_index] = json.loads(path.with_suffix(".json").read_text())["largest_block"]
+        side = json.loads(path.with_suffix(".json").read_text())
+        largest[pass_index] = side["largest_block"]
+        if side.get("skipped"):
+            skipped[pass_index] = side["skipped"]
     per_pass = []
     for i in range(len(config.passes)):
         frame = pl.concat(by_pass[i]) if by_pass[i] else pl.DataFrame({"left": [], "right": []})
         per_pass.append((frame["left"].to_numpy().astype(np.int64), frame["right"].to_numpy().astype(np.int64)))
     pairs = union_pairs(per_pass, tuple(p.name for p in config.passes))
-    return save_candidates(pairs, Path(dest), [largest.get(i, 0) for i in range(len(config.passes))])
+    return save_candidates(
+        pairs,
+        Path(dest),
+        [largest.get(i, 0) for i in range(len(config.passes))],
+        [skipped.get(i) for i in range(len(config.passes))],
+    )
 
 
 # ---- encode ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from dedup.evaluation import evaluate_frames
 from dedup.io import (
     copy_file,
     largest_blocks,
+    skipped_passes,
     load_candidates,
     load_input,
     prepare_output_dir,
@@ -211,6 +212,9 @@ def report_stage(
         if "score" in timings:
             timings["score"] = round(max(timings["score"] - inner["encode"], 0.0), 4)
     report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
+    for entry, reason in zip(report["blocking"], skipped_passes(files.candidates) or [], strict=False):
+        if reason:
+            entry["skipped"] = reason
     report["score_breakdown_seconds"] = inner
     report["input"] = str(input_path)
     report["model"] = str(layout.model if files.publish_model else files.model)
