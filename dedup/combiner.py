@@ -145,9 +145,11 @@ class Combiner:
                 reached[known, j] = np.searchsorted(self.edges_[measure][j], column[known], side="right")
             per.append(reached)
         embedding, words = per
-        # text: the character view catches typos, the word view respects a differing rare word
-        # (a house or model number); a pair sits midway between the levels the two reach
-        reached = np.where(words >= 0, (embedding + words + 1) // 2, embedding)
+        # text: in long values (titles, descriptions) the words decide and the character view
+        # mostly sees shared boilerplate; in short ones (an address, an e-mail) a typo breaks a
+        # word, so the pair sits midway between the levels the two views reach
+        midway = (embedding + words + 1) // 2
+        reached = np.where(words >= 0, np.where(evidence.long, words, midway), embedding)
         reached = np.maximum(reached, 0)
         levels = (2 + len(self.tails) - reached).astype(np.int8)
         levels[evidence.exact] = EXACT_LEVEL

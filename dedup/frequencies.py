@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from dedup.config import DedupConfig, FieldKind
 
 TOKEN_KINDS = (FieldKind.text,)  # kinds that get word-level evidence
+IDENTIFIER_WEIGHT = 3.0  # weight of a word holding a digit, relative to other words of equal rarity
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ def word_vectors(values: pl.Series, vocabulary: Vocabulary | None = None) -> sp.
     pairs = words(values)
     columns = pairs["word"].rank("dense").to_numpy().astype(np.int64) - 1 if pairs.height else np.empty(0, np.int64)
     weight = vocabulary.weights(pairs["word"])
+    # words with digits are identifiers (model, house and part numbers, sizes): one differing
+    # such word should outweigh several shared ordinary ones
+    weight *= np.where(pairs["word"].str.contains(r"\d").to_numpy(), IDENTIFIER_WEIGHT, 1.0).astype(np.float32)
     rows = pairs["row"].to_numpy().astype(np.int64)
     width = int(columns.max()) + 1 if len(columns) else 1
     matrix = sp.csr_matrix((weight, (rows, columns)), shape=(n, width), dtype=np.float32)

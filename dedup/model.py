@@ -26,7 +26,7 @@ from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
 from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
-from dedup.scoring import FieldEmbeddings, PairEvidence, compare_pairs, embed_records
+from dedup.scoring import LONG_TEXT_WORDS, FieldEmbeddings, PairEvidence, compare_pairs, embed_records
 from dedup.training import field_examples, train_encoder
 
 FORMAT_VERSION = 2
@@ -289,6 +289,7 @@ def synthetic_duplicate_evidence(
     sims = np.empty((count, len(fields)), dtype=np.float32)
     tokens = np.full((count, len(fields)), np.nan, dtype=np.float32)
     exact = np.zeros((count, len(fields)), dtype=bool)
+    long = np.zeros((count, len(fields)), dtype=bool)
     frequency = np.full((count, len(fields)), np.nan, dtype=np.float32)
     with torch.inference_mode():
         for j, (field, kind) in enumerate(encoder.fields.items()):
@@ -313,4 +314,10 @@ def synthetic_duplicate_evidence(
                 copies = pl.Series(np.ascontiguousarray(c2).view(f"<U{width}").ravel(), dtype=pl.String)
                 tokens[:, j] = value_pair_similarity(values, copies, statistics.vocabulary[field])
                 tokens[missing, j] = np.nan
-    return PairEvidence(sims, tokens, exact, frequency)
+                counted = np.minimum(values.str.split(" ").list.len().fill_null(0).to_numpy(), count_words_of(copies))
+                long[:, j] = counted >= LONG_TEXT_WORDS
+    return PairEvidence(sims, tokens, exact, frequency, long)
+
+
+def count_words_of(values: pl.Series) -> np.ndarray:
+    return values.str.split(" ").list.eval(pl.element().filter(pl.element() != "")).list.len().fill_null(0).to_numpy()

@@ -101,24 +101,30 @@ class PairEvidence:
 
     ``sims``: cosine of the two values' embeddings, NaN where either is null; ``tokens``: the
     IDF-weighted word cosine for text fields, NaN elsewhere or where either has no words;
-    ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the share
-    of records holding that value (term frequency), NaN otherwise.
+    ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the
+    chance another record shares that value (term frequency), NaN otherwise; ``long``: both text
+    values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``).
     """
 
     sims: np.ndarray
     tokens: np.ndarray
     exact: np.ndarray
     frequency: np.ndarray
+    long: np.ndarray
 
     def __len__(self) -> int:
         return int(self.sims.shape[0])
 
     def take(self, index: np.ndarray) -> PairEvidence:
-        return PairEvidence(self.sims[index], self.tokens[index], self.exact[index], self.frequency[index])
+        return PairEvidence(*(getattr(self, a)[index] for a in _ARRAYS))
 
     @classmethod
     def concat(cls, parts: list[PairEvidence]) -> PairEvidence:
-        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in ("sims", "tokens", "exact", "frequency")))
+        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in _ARRAYS))
+
+
+_ARRAYS = ("sims", "tokens", "exact", "frequency", "long")
+LONG_TEXT_WORDS = 4
 
 
 def compare_pairs(
@@ -129,6 +135,7 @@ def compare_pairs(
     fields = embeddings.fields
     tokens = np.full(sims.shape, np.nan, dtype=np.float32)
     exact = np.zeros(sims.shape, dtype=bool)
+    long = np.zeros(sims.shape, dtype=bool)
     frequency = np.full(sims.shape, np.nan, dtype=np.float32)
     for j, f in enumerate(fields):
         ids = statistics.value_ids[f]
@@ -138,8 +145,11 @@ def compare_pairs(
         frequency[same, j] = statistics.frequency[f][a[same]]
         sims[same, j] = 1.0  # equal values embed equally; say so exactly
         if f in statistics.tokens:
-            tokens[:, j] = token_similarity(statistics.tokens[f], left, right)
-    return PairEvidence(sims, tokens, exact, frequency)
+            matrix = statistics.tokens[f]
+            tokens[:, j] = token_similarity(matrix, left, right)
+            count = np.diff(matrix.indptr)
+            long[:, j] = np.minimum(count[left], count[right]) >= LONG_TEXT_WORDS
+    return PairEvidence(sims, tokens, exact, frequency, long)
 
 
 def score_pairs(
