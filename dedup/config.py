@@ -157,6 +157,9 @@ class TrainingConfig(BaseModel):
     text_max_chars: int = Field(160, ge=4, le=2048, description="the same for text fields (titles, descriptions)")
     epochs: int = Field(4, ge=1, description="passes over the sampled training values")
     steps_per_epoch: int = Field(40, ge=1)
+    passes: float = Field(
+        8.0, gt=0, description="on small data, train only until each distinct value was drawn about this often"
+    )
     batch_size: int = Field(256, ge=8)
     learning_rate: float = Field(0.01, gt=0)
     margin: float = Field(1.4, gt=0, le=2.0, description="contrastive margin on euclidean distance")

@@ -80,11 +80,22 @@ def corrupt_values(
     edits on the strings, then character-level edits (``corrupt``). Nulls stay empty."""
     from dedup.encoder import to_codepoints  # the encoder module imports this one
 
+    codes, lengths = to_codepoints(word_edits(values, kind, rng), width)
+    return corrupt(codes, lengths, kind, rng)
+
+
+def edit_words_pool(values: pl.Series, kind: FieldKind, rng: np.random.Generator, variants: int) -> pl.Series:
+    """``variants`` word-edited copies of every value, variant-major (copy k of value i at
+    ``k * len(values) + i``): one batch of polars work for a whole training run."""
+    return word_edits(pl.concat([values.cast(pl.String)] * variants), kind, rng)
+
+
+def word_edits(values: pl.Series, kind: FieldKind, rng: np.random.Generator) -> pl.Series:
+    """The word-level part of ``corrupt_values``: one edit, and for text a second one."""
     edited = edit_words(values, kind, rng)
     if kind is FieldKind.text:  # listings of one product or paper by two sources rewrite a lot
         edited = edit_words(edited, kind, rng)
-    codes, lengths = to_codepoints(edited, width)
-    return corrupt(codes, lengths, kind, rng)
+    return edited
 
 
 def edit_words(values: pl.Series, kind: FieldKind, rng: np.random.Generator) -> pl.Series:

@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from dedup.config import TrainingConfig
-from dedup.corrupt import corrupt_values
+from dedup.corrupt import corrupt, edit_words_pool
 from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
 from dedup.progress import progress
 
@@ -76,6 +76,9 @@ def field_examples(
     return FieldExamples(uniques, codes, lengths, tokens, value_pairs(pair_sets[0]), value_pairs(pair_sets[1]))
 
 
+VARIANTS = 4  # word-edited variants drawn per distinct value for a training run
+
+
 def contrastive_loss(a: torch.Tensor, b: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
     """Hadsell-Chopra-LeCun contrastive loss on the euclidean distance of two embeddings."""
     d = (a - b).pow(2).sum(dim=1).clamp_min(1e-12).sqrt()
@@ -95,6 +98,13 @@ def train_encoder(
     history: list[float] = []
     if not any(len(ex.lengths) >= 2 for ex in examples.values()):
         return history  # every field has at most one distinct value: nothing to tell apart
+    # word-level edits are polars queries: drawn for every value once (``VARIANTS`` each), then
+    # every step picks a variant and adds fresh character edits (numpy)
+    variants = {
+        field: edit_words_pool(ex.values, encoder.fields[field], rng, VARIANTS)
+        for field, ex in examples.items()
+        if len(ex.lengths) >= 2
+    }
     encoder.train()
     for _ in progress(range(steps), total=steps, desc="training encoder"):
         optimiser.zero_grad()
@@ -107,7 +117,9 @@ def train_encoder(
             anchor = rng.integers(0, count, size=batch)
             other = rng.integers(0, count, size=batch)
             distinct = other != anchor  # a value is not its own negative
-            c2, l2 = corrupt_values(ex.values.gather(anchor), kind, rng, encoder.width(field))
+            pool = variants[field]
+            edited = pool.gather(anchor + count * rng.integers(0, VARIANTS, size=batch))
+            c2, l2 = corrupt(*to_codepoints(edited, encoder.width(field)), kind, rng)
             left = [ex.tokens[anchor], ex.tokens[anchor[distinct]]]
             right = [tokenise(c2, l2, kind, encoder.buckets), ex.tokens[other[distinct]]]
             labels = [np.ones(batch), np.zeros(int(distinct.sum()))]
