@@ -273,12 +273,19 @@ def splink_input(data: Dataset) -> pl.DataFrame:
     )
     for field, kind in config.fields.items():
         if kind.value == "text":
-            tokens = pl.col(field).str.split(" ").list.unique().list.eval(pl.element().filter(pl.element().str.len_chars() > 1))
+            tokens = (
+                pl.col(field)
+                .str.split(" ")
+                .list.unique()
+                .list.eval(pl.element().filter(pl.element().str.len_chars() > 1))
+            )
             frame = frame.with_columns(tokens.alias(f"{field}_tokens"))
             counts = frame.select(pl.col(f"{field}_tokens").explode().value_counts()).unnest(f"{field}_tokens")
             rare = counts.filter(pl.col("count") <= RARE_TOKEN_RECORDS)[f"{field}_tokens"]
             frame = frame.with_columns(
-                pl.col(f"{field}_tokens").list.eval(pl.element().filter(pl.element().is_in(rare.implode()))).alias(f"{field}_rare")
+                pl.col(f"{field}_tokens")
+                .list.eval(pl.element().filter(pl.element().is_in(rare.implode())))
+                .alias(f"{field}_rare")
             )
             rarest = (
                 frame.select("unique_id", pl.col(f"{field}_tokens").alias("token"))

@@ -140,7 +140,7 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
         pl.col(id_r).cast(pl.Int64).alias("unique_id_r"),
         (pl.col("match_probability") >= THRESHOLD).alias("is_match"),
     )
-    metrics = evaluate_frames(aligned, pairs, "unique_id", aligned["cluster"])
+    metrics = evaluate_frames(aligned["unique_id"], aligned["cluster_id"], pairs, "unique_id", aligned["cluster"])
     return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
 
 

@@ -88,7 +88,7 @@ def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> s
             values = sims[selected & ~np.isnan(sims)]
             if len(values):
                 ax.hist(values, bins=40, range=(-1, 1), density=True, alpha=0.55, color=colour, label=label)
-        ax.set_title(field, fontsize=10)
+        ax.set_title(field.replace("$", r"\$"), fontsize=10)  # a field name is text, not maths
         ax.set_xlabel("cosine similarity", fontsize=8)
         ax.set_ylabel("density", fontsize=8)
     for ax in list(axes.flat)[len(fields) :]:

@@ -103,9 +103,7 @@ def cluster_labels(
     if settings.method == "components":
         match = probability >= threshold
         return components(n_records, left[match], right[match])
-    return density_split(
-        n_records, left, right, probability, threshold, settings.min_density, settings.min_support
-    )
+    return density_split(n_records, left, right, probability, threshold, settings.min_density, settings.min_support)
 
 
 def cluster_records(
@@ -134,6 +132,8 @@ def cluster_frame(
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+    records = records.rename(input_renames(records.columns))
+    id_column = input_renames([id_column]).get(id_column, id_column) if id_column in OUTPUT_COLUMNS else id_column
     return (
         records.with_columns(pl.Series("_cluster", labels), pl.Series("cluster_confidence", confidence))
         .with_columns(
@@ -143,6 +143,24 @@ def cluster_frame(
         .drop("_cluster")
         .select(pl.exclude("cluster_confidence"), "cluster_confidence")
     )
+
+
+OUTPUT_COLUMNS = ("cluster_id", "cluster_size", "cluster_confidence")
+
+
+def input_renames(columns: list[str]) -> dict[str, str]:
+    """Input columns named like the columns clustering adds keep their values as ``<name>_input``
+    (``_input_input`` ... if that is taken too), so every input column survives."""
+    taken = set(columns) | set(OUTPUT_COLUMNS)
+    renames = {}
+    for column in columns:
+        if column in OUTPUT_COLUMNS:
+            new = f"{column}_input"
+            while new in taken:
+                new += "_input"
+            renames[column] = new
+            taken.add(new)
+    return renames
 
 
 def confidence_sums(

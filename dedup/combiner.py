@@ -52,6 +52,7 @@ TAILS: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003)
 IDENTICAL_BITS = 30.0
 SEED_PAIRS = 10.0  # weight of the synthetic duplicates' exact share and noise, in anchor pairs
 NOISE = 0.05  # starting share of duplicates whose value in a field is unrelated noise
+MIN_NOISE = 0.01  # never less: one garbled field costs at most about log2(1/MIN_NOISE) bits
 ANCHOR = 0.99  # a pair the other fields call a match with this posterior anchors a field
 START_PER_RECORD = 0.5  # the prior EM starts from: one duplicate per two records
 MIN_ANCHORS = 10  # a field with fewer anchors has nothing vouching for its matches
@@ -442,7 +443,8 @@ class Combiner:
     ) -> tuple[float, np.ndarray, int]:
         """EM for the prior and u with m's shape held."""
         iterations = 0
-        for iterations in range(1, self.em_iterations + 1):
+        while iterations < self.em_iterations:
+            iterations += 1
             m = self._shaped_m(u)
             bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, m, u).sum(axis=1)
             post = _sigmoid(bits * np.log(2))
@@ -490,7 +492,7 @@ class Combiner:
                 e = (float((counts * noise_part).sum()) + SEED_PAIRS * e0) / (counts.sum() + SEED_PAIRS)
                 a = (float((counts * exact_part).sum()) + SEED_PAIRS * a0) / (float(kept.sum()) + SEED_PAIRS)
             self.exact_share_[f] = float(np.clip(a, 0.01, 0.999))
-            self.noise_[f] = float(np.clip(e, 0.01, 0.95))
+            self.noise_[f] = float(np.clip(e, MIN_NOISE, 0.95))
 
     def fit_labelled(
         self,
@@ -500,7 +502,8 @@ class Combiner:
         total_pairs: float,
         pair_weight: float = 1.0,
     ) -> Combiner:
-        """Supervised fit: m from labelled matches; u from random pairs; the prior from the labels."""
+        """Supervised fit: m from labelled matches; u and the fields' dependence from random pairs
+        known not to match; the prior from the labels."""
         y = is_match.astype(np.float64)
         if y.sum() == 0:
             raise ValueError("the labelled candidate pairs contain no matches")
@@ -508,6 +511,10 @@ class Combiner:
         u = self._u_from_random(random_levels, np.ones(len(random)))
         self.interaction_ = self._fit_interaction(random_levels, np.ones(len(random)), np.zeros(len(random)))
         m = self._distribution(self.levels(candidates), y)
+        # a level no labelled match happened to show is not impossible for a match: some of
+        # a field's duplicates carry unrelated noise (as in the label-free fit's floor)
+        m = (1.0 - MIN_NOISE) * m + MIN_NOISE * u
+        m[:, NULL_LEVEL] = 1.0
         self.m_, self.u_ = self._monotone(m, u), u
         self.prior_ = float(np.clip(y.sum() * pair_weight / max(total_pairs, 1.0), 1e-12, 0.5))
         self.fit_report_ = FitReport(prior=self.prior_, estimated_matching_pairs=self.prior_ * total_pairs)

@@ -194,8 +194,10 @@ def _number_format(values: pl.Series, rng: np.random.Generator, pool: pl.Series)
     grouped = values.str.replace_all(r"(\d)(\d\d\d)\b", "${1} ${2}")
     pick = rng.integers(0, 3, size=values.len())
     out = pl.select(
-        pl.when(pl.lit(pl.Series(pick == 0))).then(pl.lit(joined))
-        .when(pl.lit(pl.Series(pick == 1))).then(pl.lit(split))
+        pl.when(pl.lit(pl.Series(pick == 0)))
+        .then(pl.lit(joined))
+        .when(pl.lit(pl.Series(pick == 1)))
+        .then(pl.lit(split))
         .otherwise(pl.lit(grouped))
     ).to_series()
     return out.alias(values.name)
@@ -212,9 +214,11 @@ def _nickname(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> p
 
 def _short_year(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
     """An eight-digit date written with a two-digit year (19870512 -> 870512)."""
-    return pl.select(
-        pl.when(values.str.len_chars() == 8).then(values.str.slice(2)).otherwise(values)
-    ).to_series().alias(values.name)
+    return (
+        pl.select(pl.when(values.str.len_chars() == 8).then(values.str.slice(2)).otherwise(values))
+        .to_series()
+        .alias(values.name)
+    )
 
 
 _WORD_EDITS = {

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from dedup.errors import InputError
-from dedup.io import check_run_output
+from dedup.io import check_run_output, read_clusters
 
 
 def _prf(tp: float, predicted: float, actual: float) -> dict[str, float]:
@@ -75,19 +75,20 @@ def pair_metrics(
 
 
 def evaluate_frames(
-    clusters: pl.DataFrame, pairs: pl.DataFrame, id_column: str, truth: pl.Series
+    ids: pl.Series, cluster_ids: pl.Series, pairs: pl.DataFrame, id_column: str, truth: pl.Series
 ) -> dict[str, dict[str, float]]:
-    """Metrics for a run's clusters and pairs tables; ``truth`` is aligned with ``clusters`` rows."""
+    """Metrics for a run's records (their ``ids`` and ``cluster_ids``) and pairs table; ``truth``
+    is aligned with ``ids``."""
     truth_codes = truth.cast(pl.String).rank("dense").to_numpy()
-    pred_codes = clusters["cluster_id"].cast(pl.String).rank("dense").to_numpy()
+    pred_codes = cluster_ids.cast(pl.String).rank("dense").to_numpy()
     # a record with no label is its own entity
     missing = np.isnan(truth_codes) if truth_codes.dtype.kind == "f" else np.zeros(len(truth_codes), bool)
     truth_codes = np.where(missing, -1 - np.arange(len(truth_codes)), np.nan_to_num(truth_codes)).astype(np.int64)
-    position = pl.DataFrame({id_column: clusters[id_column], "_pos": np.arange(clusters.height)})
+    position = pl.DataFrame({"_id": ids, "_pos": np.arange(ids.len())})
     located = (
-        pairs.select(pl.col(f"{id_column}_l"), pl.col(f"{id_column}_r"), pl.col("is_match"))
-        .join(position, left_on=f"{id_column}_l", right_on=id_column, how="inner")
-        .join(position, left_on=f"{id_column}_r", right_on=id_column, how="inner", suffix="_r")
+        pairs.select(pl.col(f"{id_column}_l").alias("_l"), pl.col(f"{id_column}_r").alias("_r"), pl.col("is_match"))
+        .join(position, left_on="_l", right_on="_id", how="inner")
+        .join(position, left_on="_r", right_on="_id", how="inner", suffix="_r")
     )
     metrics = pair_metrics(
         truth_codes, located["_pos"].to_numpy(), located["_pos_r"].to_numpy(), located["is_match"].to_numpy()
@@ -99,7 +100,7 @@ def evaluate_frames(
 def evaluate_output(output_dir: str | Path, truth_path: str | Path, label_column: str) -> dict[str, dict[str, float]]:
     """``dedup evaluate``: score a finished run's output against a labelled file."""
     output_dir = check_run_output(output_dir)
-    clusters = pl.read_parquet(output_dir / "clusters.parquet")
+    inputs, outputs = read_clusters(output_dir)
     pairs = pl.read_parquet(output_dir / "pairs.parquet")
     id_column = pairs.columns[0].removesuffix("_l")
     truth_path = Path(truth_path)
@@ -109,10 +110,10 @@ def evaluate_output(output_dir: str | Path, truth_path: str | Path, label_column
     for column in (id_column, label_column):
         if column not in truth.columns:
             raise InputError(f"{truth_path}: column {column!r} is missing (the file has: {', '.join(truth.columns)})")
-    aligned = clusters.select(id_column).join(
+    aligned = inputs.select(id_column).join(
         truth.select(id_column, pl.col(label_column).alias("_truth")),
         on=id_column,
         how="left",
         maintain_order="left",
     )
-    return evaluate_frames(clusters, pairs, id_column, aligned["_truth"])
+    return evaluate_frames(inputs[id_column], outputs["cluster_id"], pairs, id_column, aligned["_truth"])

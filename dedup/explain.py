@@ -18,7 +18,7 @@ import polars as pl
 
 from dedup.errors import InputError
 from dedup.frequencies import field_statistics
-from dedup.io import check_run_output
+from dedup.io import check_run_output, read_clusters
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.scoring import compare_pairs
@@ -49,7 +49,7 @@ def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
     report = json.loads((output_dir / "report.json").read_text())
     model = DedupModel.load(report["model"])
     config = model.config
-    clusters = pl.read_parquet(output_dir / "clusters.parquet")
+    clusters, outputs = read_clusters(output_dir)
     ids = clusters[config.id_column].cast(pl.String)
     rows = []
     for wanted in (id_a, id_b):
@@ -86,7 +86,7 @@ def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
         match_weight=weight,
         probability=float(1 / (1 + 2.0**-weight)),
         candidate=candidate,
-        clusters=(str(pair["cluster_id"][0]), str(pair["cluster_id"][1])),
+        clusters=(str(outputs["cluster_id"][rows[0]]), str(outputs["cluster_id"][rows[1]])),
     )
 
 

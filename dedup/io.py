@@ -263,3 +263,17 @@ def load_candidates(path: str | Path, start: int = 0, stop: int | None = None) -
     frame = pl.scan_parquet(path).slice(start, None if stop is None else stop - start).collect()
     pairs = pairs_from_frame(frame, tuple(meta["pass_names"]))
     return CandidatePairs(pairs.left, pairs.right, pairs.pass_index, pairs.pass_names, tuple(meta["pass_counts"]))
+
+
+def read_clusters(output_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A run's ``clusters.parquet`` as (the input columns under their own names, the columns
+    clustering added). Input columns named like an added column were written as
+    ``<name>_input`` (``report.json``: ``renamed_input_columns``); they get their names back."""
+    from dedup.clustering import OUTPUT_COLUMNS
+
+    output_dir = Path(output_dir)
+    clusters = pl.read_parquet(output_dir / "clusters.parquet")
+    report = output_dir / "report.json"
+    renames = json.loads(report.read_text()).get("renamed_input_columns", {}) if report.is_file() else {}
+    inputs = clusters.drop(OUTPUT_COLUMNS).rename({new: old for old, new in renames.items()})
+    return inputs, clusters.select(OUTPUT_COLUMNS)

@@ -81,12 +81,12 @@ class DedupModel:
             embeddings = embed_records(encoder, normalised)
             left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
             known = np.intersect1d(np.flatnonzero(np.not_equal(labels, None)), self._u_rows)
-            random = self._random_evidence(embeddings, statistics, known, rng)
+            random, (a, b) = self._random_evidence(embeddings, statistics, known, rng, with_rows=True)
             combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
             combiner.fit_labelled(
                 compare_pairs(embeddings, statistics, left, right),
                 same,
-                random,
+                random.take(labels[a] != labels[b]),  # known non-matches only
                 known_all * (known_all - 1) / 2,
                 self._pair_weight,
             )
@@ -155,9 +155,11 @@ class DedupModel:
         rows: np.ndarray,
         rng: np.random.Generator,
         exclude: CandidatePairs | None = None,
-    ) -> PairEvidence:
+        with_rows: bool = False,
+    ) -> PairEvidence | tuple[PairEvidence, tuple[np.ndarray, np.ndarray]]:
         """Evidence of random pairs among ``rows``, leaving out the pairs in ``exclude``: the
-        population blocking left out (candidates stand for themselves)."""
+        population blocking left out (candidates stand for themselves). ``with_rows`` also
+        returns the pairs' row positions."""
         count = self.config.training.random_pairs
         a, b = rows[rng.integers(0, len(rows), size=count)], rows[rng.integers(0, len(rows), size=count)]
         a, b = np.minimum(a, b), np.maximum(a, b)
@@ -166,7 +168,8 @@ class DedupModel:
             width = int(max(b.max(initial=0), exclude.right.max(initial=0))) + 1
             taken = np.sort(np.minimum(exclude.left, exclude.right) * width + np.maximum(exclude.left, exclude.right))
             keep &= ~np.isin(a * width + b, taken, assume_unique=False)
-        return compare_pairs(embeddings, statistics, a[keep], b[keep])
+        evidence = compare_pairs(embeddings, statistics, a[keep], b[keep])
+        return (evidence, (a[keep], b[keep])) if with_rows else evidence
 
     # ---- inference ------------------------------------------------------------------------
     def embed(self, normalised: pl.DataFrame) -> FieldEmbeddings:

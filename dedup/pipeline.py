@@ -24,17 +24,18 @@ import polars as pl
 from dedup import parts
 from dedup.blocking import CandidatePairs
 from dedup.charts import write_charts
+from dedup.clustering import input_renames
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, load_config
 from dedup.evaluation import evaluate_frames
 from dedup.io import (
     copy_file,
     largest_blocks,
-    skipped_passes,
     load_candidates,
     load_input,
     prepare_output_dir,
     replace_directory,
+    skipped_passes,
     swap_directory,
     write_json,
 )
@@ -221,7 +222,10 @@ def report_stage(
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
     report["prior_weight_bits"] = combiner.prior_weight()
     report["model_fit"] = combiner.fit_report_.to_dict()
-    report["largest_clusters"] = largest_clusters(clusters, config.field_names, count=10)
+    report["renamed_input_columns"] = input_renames(records.columns)
+    report["largest_clusters"] = largest_clusters(
+        clusters, config.field_names, count=10, renames=report["renamed_input_columns"]
+    )
     publish(layout, report, files, keep_sources)
     write_charts(layout.output, config)
     return report
@@ -281,9 +285,10 @@ def summarise(
     }
     if config.label_column:
         _, test = train_labels(records, config)
-        held_out = clusters.filter(pl.Series(test))
-        test_ids = held_out[config.id_column].implode()
+        held = pl.Series(test)
+        held_ids = records[config.id_column].filter(held)  # clusters rows are the input's, in order
         id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
+        test_ids = held_ids.implode()
         held_pairs = scored.filter(pl.col(id_l).is_in(test_ids) & pl.col(id_r).is_in(test_ids))
         truth = records[config.label_column].cast(pl.String).to_numpy()
         same = truth[pairs.left] == truth[pairs.right]
@@ -294,7 +299,13 @@ def summarise(
         report["metrics"] = {
             "evaluated_on": f"held-out entities: {int(test.sum())} records ({TEST_SHARE:.0%} of entities, "
             f"never used in training)",
-            **evaluate_frames(held_out, held_pairs, config.id_column, held_out[config.label_column]),
+            **evaluate_frames(
+                held_ids,
+                clusters["cluster_id"].filter(held),
+                held_pairs,
+                config.id_column,
+                records[config.label_column].filter(held),
+            ),
         }
     return report
 

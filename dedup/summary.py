@@ -53,8 +53,15 @@ def report_markdown(report: dict[str, Any], title: str = "dedup run") -> str:
     return "\n".join(lines) + "\n"
 
 
-def largest_clusters(clusters: pl.DataFrame, fields: list[str], count: int = 10) -> list[dict[str, Any]]:
-    """The ``count`` largest duplicate clusters: id, size, and each field's distinct values."""
+def largest_clusters(
+    clusters: pl.DataFrame, fields: list[str], count: int = 10, renames: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The ``count`` largest duplicate clusters: id, size, and each field's distinct values.
+
+    ``renames``: input columns ``clusters.parquet`` holds under another name (a field named
+    ``cluster_id`` is stored as ``cluster_id_input``, see ``report.json``)."""
+    renames = renames or {}
+    stored = {f: renames.get(f, f) for f in fields}
     multi = clusters.filter(pl.col("cluster_size") > 1)
     if multi.height == 0:
         return []
@@ -63,9 +70,13 @@ def largest_clusters(clusters: pl.DataFrame, fields: list[str], count: int = 10)
         .agg(
             pl.len().alias("size"),
             pl.col("cluster_confidence").mean().round(4).alias("confidence"),
-            *(pl.col(f).cast(pl.String).drop_nulls().unique().sort().str.join(" | ").alias(f) for f in fields),
+            *(
+                pl.col(column).cast(pl.String).drop_nulls().unique().sort().str.join(" | ").alias(f"\0{f}")
+                for f, column in stored.items()
+            ),
         )
         .sort(["size", "cluster_id"], descending=[True, False])
         .head(count)
     )
-    return grouped.with_columns(pl.col("cluster_id").cast(pl.String)).to_dicts()
+    rows = grouped.with_columns(pl.col("cluster_id").cast(pl.String)).to_dicts()
+    return [{k.removeprefix("\0"): v for k, v in row.items()} for row in rows]

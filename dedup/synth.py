@@ -185,9 +185,11 @@ def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl
     first[np.concatenate([[0], np.cumsum(sizes)[:-1]])] = True
     records = clean[cluster]
     copies = duplicates(records.filter(pl.Series(~first)), settings, rng)
-    records = records.with_row_index("_row").update(
-        copies.with_columns(pl.Series("_row", np.flatnonzero(~first), dtype=pl.UInt32)), on="_row"
-    ).drop("_row")
+    records = (
+        records.with_row_index("_row")
+        .update(copies.with_columns(pl.Series("_row", np.flatnonzero(~first), dtype=pl.UInt32)), on="_row")
+        .drop("_row")
+    )
     records = records.with_columns(
         _where(rng.random(n) < settings.missing, pl.lit(None, dtype=pl.String), f) for f in FIELDS
     )

@@ -50,7 +50,7 @@ def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path)
         description="Match probabilities, cluster sizes, per-field similarity (and precision-recall with labels)",
     )
     clusters = pl.read_parquet(output / "clusters.parquet")
-    rows = largest_clusters(clusters, config.field_names)
+    rows = largest_clusters(clusters, config.field_names, renames=result.get("renamed_input_columns"))
     create_table_artifact(
         key="dedup-largest-clusters",
         table=rows or [{"cluster_id": "(none)", "size": 0}],

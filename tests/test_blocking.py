@@ -15,7 +15,7 @@ from dedup.blocking import (
     run_pass,
     union_pairs,
 )
-from dedup.config import parse_config
+from dedup.config import DedupConfig, parse_config
 from dedup.errors import BlockingError
 from dedup.normalise import normalise_fields
 
@@ -148,6 +148,52 @@ def test_default_passes_from_field_kinds() -> None:
         "block(soundex(first), dob[:4])",
         "block(soundex(last), dob[:4])",
         "block(dob)",
-        "block(email)",
+        "tokens(email, rarest=3, max_records=50)",
         "embedding(k=10)",
     ]
+
+
+def _products() -> tuple[pl.DataFrame, DedupConfig]:
+    titles = [
+        "sony turntable pslx350h the best",
+        "sony pslx350h belt drive turntable the",
+        "canon camera case 2595b002 the",
+        "canon psc 85 soft case 2595b002",
+        "bose speaker system am53bk the",
+    ] + [f"generic item {i} the" for i in range(60)]
+    frame = pl.DataFrame({"id": [str(i) for i in range(len(titles))], "title": titles})
+    return frame, parse_config("id_column: id\nfields: {title: text}\nblocking: [{tokens: title, rarest: 2}]")
+
+
+def test_token_pass_joins_records_sharing_a_rare_word() -> None:
+    records, config = _products()
+    normalised = normalise_fields(records, config)
+    pairs = block(records, normalised, config)
+    found = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    assert {(0, 1), (2, 3)} <= found  # pslx350h, 2595b002 (and their other rare words)
+    assert (0, 4) not in found  # "the" is in 60+ records: no key (block purging)
+    estimate = estimate_pass(records, normalised, config.passes[0])
+    assert estimate.pairs >= len(pairs)
+
+
+def test_token_pass_partitions_add_up_to_the_whole_pass() -> None:
+    records, config = _products()
+    normalised = normalise_fields(records, config)
+    whole = run_pass(records, normalised, config.passes[0])
+    pieces = [run_pass(records, normalised, config.passes[0], part, 3) for part in range(3)]
+    codes = {a * 1000 + b for piece in pieces for a, b in zip(*piece, strict=True)}
+    assert codes == {a * 1000 + b for a, b in zip(*whole, strict=True)}
+
+
+def test_a_default_pass_making_too_many_pairs_per_record_is_skipped_with_a_reason() -> None:
+    n = 200
+    records = pl.DataFrame(
+        {"id": [str(i) for i in range(n)], "city": ["springfield"] * n, "dob": [str(i) for i in range(n)]}
+    )
+    config = parse_config("id_column: id\nfields: {city: name, dob: date}")  # default passes
+    normalised = normalise_fields(records, config)
+    with pytest.warns(UserWarning, match=r"skipping default blocking pass block\(city\)"):
+        pairs = block(records, normalised, config)
+    assert len(pairs) <= n * 10  # the city pass (19,900 pairs) did not run
+    rows, _ = analyse_blocking(records, normalised, config)
+    assert rows[0].refused and "19,900" in rows[0].refused

@@ -22,7 +22,8 @@ def test_components_over_threshold_with_min_id_and_all_columns() -> None:
     alone = cluster_records(records, "id", left, right, np.zeros(4), 0.5)
     assert alone["cluster_confidence"].null_count() + alone["cluster_confidence"].is_nan().sum() == 5
     # ids do not depend on row order
-    shuffled = cluster_records(records.reverse(), "id", 4 - left, 4 - right, probability, 0.5)  # default method
+    components = ClusteringConfig(method="components")
+    shuffled = cluster_records(records.reverse(), "id", 4 - left, 4 - right, probability, 0.5, components)
     assert dict(zip(shuffled["id"], shuffled["cluster_id"], strict=True)) == dict(
         zip(out["id"], out["cluster_id"], strict=True)
     )

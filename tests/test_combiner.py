@@ -3,40 +3,139 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dedup.combiner import Combiner
+from dedup.combiner import EXACT_LEVEL, Combiner
+from dedup.scoring import PairEvidence
+
+FIELDS = ["a", "b", "c"]
 
 
-def _synthetic(rng: np.random.Generator, n_match: int, n_non: int) -> tuple[np.ndarray, np.ndarray]:
-    match = np.clip(rng.normal(0.95, 0.05, size=(n_match, 3)), -1, 1)
-    non = np.clip(rng.normal(0.3, 0.2, size=(n_non, 3)), -1, 1)
-    sims = np.concatenate([match, non]).astype(np.float32)
-    sims[rng.random(sims.shape) < 0.1] = np.nan  # missing values
-    return sims, np.r_[np.ones(n_match, bool), np.zeros(n_non, bool)]
+def evidence(sims: np.ndarray, exact: np.ndarray | None = None, frequency: float = 0.01) -> PairEvidence:
+    """Evidence for pairs with these similarities (exact where given: equal values of that frequency)."""
+    sims = np.asarray(sims, dtype=np.float32).copy()
+    exact = np.zeros(sims.shape, bool) if exact is None else exact
+    sims[exact] = 1.0
+    freq = np.where(exact, frequency, np.nan).astype(np.float32)
+    return PairEvidence(sims, np.full_like(sims, np.nan), exact, freq, np.zeros(sims.shape, bool))
 
 
-def _random(rng: np.random.Generator, n: int) -> np.ndarray:
-    return np.clip(rng.normal(0.0, 0.25, size=(n, 3)), -1, 1).astype(np.float32)
+def population(rng: np.random.Generator, n_match: int, n_non: int) -> tuple[PairEvidence, np.ndarray]:
+    """Candidates: matches mostly exact or very similar, non-matches spread out; 10% nulls."""
+    match = np.clip(rng.normal(0.95, 0.04, size=(n_match, 3)), -1, 0.9999)
+    non = np.clip(rng.normal(0.3, 0.2, size=(n_non, 3)), -1, 0.9999)
+    sims = np.concatenate([match, non])
+    exact = np.zeros(sims.shape, bool)
+    exact[:n_match] = rng.random((n_match, 3)) < 0.6
+    sims[rng.random(sims.shape) < 0.1] = np.nan
+    return evidence(sims, exact & ~np.isnan(sims)), np.r_[np.ones(n_match, bool), np.zeros(n_non, bool)]
 
 
-def test_em_without_labels_separates_and_estimates_the_all_pairs_prior() -> None:
+def random_pairs(rng: np.random.Generator, n: int) -> PairEvidence:
+    return evidence(np.clip(rng.normal(0.0, 0.25, size=(n, 3)), -1, 0.99))
+
+
+def seed(rng: np.random.Generator, n: int = 2000) -> PairEvidence:
+    sims = np.clip(rng.normal(0.93, 0.05, size=(n, 3)), -1, 0.9999)
+    return evidence(sims, rng.random((n, 3)) < 0.6)
+
+
+FREQUENCIES = [np.array([0.0, 0.0001, 0.01, 0.2, 0.3])] * 3  # per value id: chance another record shares it
+
+
+def fitted(rng: np.random.Generator, candidates: PairEvidence, total: float, **kw) -> Combiner:
+    random = random_pairs(rng, 50_000)
+    combiner = Combiner(FIELDS).fit_edges(random, [1e-4] * 3, FREQUENCIES)
+    return combiner.fit_em(candidates, random, seed(rng), total_pairs=total, **kw)
+
+
+def test_em_without_labels_separates_and_estimates_the_number_of_matches() -> None:
     rng = np.random.default_rng(0)
-    sims, truth = _synthetic(rng, 1000, 9000)  # candidates: 1,000 matches among 10,000 pairs
-    m_seed, _ = _synthetic(rng, 500, 0)
-    total = 1_000_000  # all pairs of the (imagined) table; the other 990,000 look random
-    combiner = Combiner(["a", "b", "c"]).fit_em(sims, m_seed, _random(rng, 20000), total_pairs=total)
-    assert combiner.prior_ == pytest.approx(1000 / total, rel=0.1)
-    predicted = combiner.predict_proba(sims) >= 0.5
+    candidates, truth = population(rng, 1000, 9000)  # 1,000 matches among 10,000 candidates
+    combiner = fitted(rng, candidates, total=1_000_000)  # the other 990,000 pairs look random
+    assert combiner.fit_report_.estimated_matching_pairs == pytest.approx(1000, rel=0.15)
+    predicted = combiner.predict_proba(candidates) >= 0.5
     assert (predicted == truth).mean() > 0.98
 
 
-def test_labelled_fit_weights_and_round_trip() -> None:
+def test_level_edges_follow_each_fields_own_similarity_scale() -> None:
     rng = np.random.default_rng(1)
-    sims, truth = _synthetic(rng, 500, 2000)
-    combiner = Combiner(["a", "b", "c"]).fit_labelled(sims, truth, _random(rng, 5000), total_pairs=100_000)
+    # field a's random pairs live near 0.9 (dates compared digit by digit do), field b's near 0.1
+    sims = np.stack([rng.normal(0.9, 0.02, 20000), rng.normal(0.1, 0.1, 20000), rng.normal(0, 0.2, 20000)], 1)
+    combiner = Combiner(FIELDS).fit_edges(evidence(np.clip(sims, -1, 0.999)), [0.0] * 3, [np.zeros(2)] * 3)
+    edges = combiner.edges_["sims"]
+    assert edges[0, 0] > 0.85 and edges[1, 0] < 0.3  # the 30% tail of each field's own distribution
+    # 0.93 is unremarkable for field a (about the 6% tail) but far out for field b
+    levels = combiner.levels(evidence(np.array([[0.93, 0.93, 0.0]])))
+    assert levels[0, 0] > levels[0, 1]  # a higher level number = less similar
+
+
+def test_exact_agreement_on_a_rare_value_weighs_more_than_on_a_common_one() -> None:
+    rng = np.random.default_rng(2)
+    candidates, _ = population(rng, 500, 5000)
+    combiner = fitted(rng, candidates, total=500_000)
+    exact = np.array([[True, False, False], [True, False, False]])
+    sims = np.array([[1.0, 0.2, 0.2], [1.0, 0.2, 0.2]])
+    pairs = evidence(sims, exact)
+    frequency = pairs.frequency.copy()
+    frequency[0, 0], frequency[1, 0] = 0.0001, 0.2  # a surname held by 0.01% vs 20% of records
+    pairs = PairEvidence(pairs.sims, pairs.tokens, pairs.exact, frequency, pairs.long)
+    bits = combiner.field_weights(pairs)[:, 0]
+    assert bits[0] - bits[1] == pytest.approx(np.log2(0.2 / 0.0001), abs=0.01)
+
+
+def test_weights_never_rise_as_similarity_falls() -> None:
+    rng = np.random.default_rng(3)
+    candidates, _ = population(rng, 300, 3000)
+    combiner = fitted(rng, candidates, total=300_000)
+    table = np.log2(combiner.m_[:, EXACT_LEVEL:]) - np.log2(combiner.u_[:, EXACT_LEVEL:])
+    assert (np.diff(table, axis=1) <= 1e-9).all()
+
+
+def test_a_fit_claiming_a_city_sized_class_falls_back_and_says_so() -> None:
+    rng = np.random.default_rng(4)
+    # no duplicates at all, but a third of the candidates share field a exactly (a city):
+    # a fit that calls them matches must be refused
+    n = 30_000
+    exact = np.zeros((n, 3), bool)
+    exact[: n // 3, 0] = True
+    sims = np.clip(rng.normal(0.2, 0.2, size=(n, 3)), -1, 0.99)
+    candidates = evidence(sims, exact, frequency=0.3)
+    records = 2000
+    left, right = rng.integers(0, records, n), rng.integers(0, records, n)
+    combiner = fitted(rng, candidates, total=records * (records - 1) / 2, records=records, pairs=(left, right))
+    report = combiner.fit_report_
+    assert report.estimated_matching_pairs < n / 3
+    assert (combiner.predict_proba(candidates) >= 0.5).sum() < n / 100
+
+
+def test_two_fields_carrying_the_same_information_are_not_counted_twice() -> None:
+    rng = np.random.default_rng(5)
+    n = 40_000
+    base = np.clip(rng.normal(0.0, 0.3, n), -1, 0.999)
+    # among non-matches, a and b agree together (b copies a); c is independent
+    random = evidence(np.stack([base, base, np.clip(rng.normal(0.0, 0.3, n), -1, 0.999)], 1))
+    combiner = Combiner(FIELDS).fit_edges(random, [0.0] * 3, [np.zeros(2)] * 3)
+    candidates, _ = population(rng, 200, 2000)
+    combiner.fit_em(candidates, random, seed(rng), total_pairs=2_000_000)
+    # measured: a and b agree together far more often than a and c do
+    assert combiner.interaction_[0, 1] > combiner.interaction_[0, 2] + 1.0
+    near_miss = evidence(np.array([[0.999, 0.999, 0.0]]))
+    plain = combiner._bits(combiner.levels(near_miss), near_miss, combiner.m_, combiner.u_).sum()
+    assert combiner.field_weights(near_miss).sum() < plain  # the shared agreement counts less
+
+
+def test_labelled_fit_weights_nulls_and_round_trip() -> None:
+    rng = np.random.default_rng(6)
+    candidates, truth = population(rng, 500, 2000)
+    random = random_pairs(rng, 5000)
+    combiner = Combiner(FIELDS).fit_edges(random, [1e-4] * 3, FREQUENCIES)
+    combiner.fit_labelled(candidates, truth, random, total_pairs=100_000)
     assert combiner.prior_ == pytest.approx(500 / 100_000)
-    weights = combiner.field_weights(sims)
-    assert (weights[np.isnan(sims)] == 0).all()  # nulls are neutral
-    log_odds = combiner.prior_weight() + weights.sum(axis=1)
-    assert np.allclose(1 / (1 + 2.0**-log_odds), combiner.predict_proba(sims), atol=1e-5)
+    weights = combiner.field_weights(candidates)
+    assert (weights[np.isnan(candidates.sims)] == 0).all()  # nulls are neutral
+    log_odds = combiner.prior_weight() + weights.sum(axis=1, dtype=np.float64)
+    identical = (combiner.levels(candidates) == EXACT_LEVEL).all(axis=1)
+    assert np.allclose(
+        1 / (1 + 2.0 ** -log_odds[~identical]), combiner.predict_proba(candidates)[~identical], atol=1e-5
+    )
     again = Combiner.from_dict(combiner.to_dict())
-    assert np.array_equal(again.predict_proba(sims), combiner.predict_proba(sims))
+    assert np.array_equal(again.predict_proba(candidates), combiner.predict_proba(candidates))

@@ -22,6 +22,8 @@ from dedup.evaluation import evaluate_output
 from tests.processes import BIN, ROOT, start, stop
 
 pytestmark = pytest.mark.deployment
+
+
 def _prefect(env: dict[str, str], *args: str, timeout: int = 120) -> str:
     done = subprocess.run(
         [str(BIN / "prefect"), *args],

@@ -30,5 +30,5 @@ def test_pair_metrics_count_blocking_losses() -> None:
 def test_evaluate_frames_joins_by_id() -> None:
     clusters = pl.DataFrame({"id": ["a", "b", "c"], "cluster_id": ["a", "a", "c"]})
     pairs = pl.DataFrame({"id_l": ["a", "b"], "id_r": ["b", "c"], "is_match": [True, False]})
-    m = evaluate_frames(clusters, pairs, "id", pl.Series(["x", "x", "y"]))
+    m = evaluate_frames(clusters["id"], clusters["cluster_id"], pairs, "id", pl.Series(["x", "x", "y"]))
     assert m["cluster_pairs"]["f1"] == 1.0 and m["pairwise"]["f1"] == 1.0

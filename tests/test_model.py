@@ -13,10 +13,19 @@ import torch
 from dedup.blocking import CandidatePairs, block
 from dedup.config import DedupConfig, FieldKind
 from dedup.errors import ModelError
+from dedup.frequencies import field_statistics
 from dedup.model import DedupModel, training_sample
 from dedup.normalise import normalise_fields
-from dedup.scoring import pair_similarities
+from dedup.scoring import compare_pairs, pair_similarities
 from tests.conftest import febrl_config
+
+
+def probabilities(model: DedupModel, normalised: pl.DataFrame, pairs: CandidatePairs) -> np.ndarray:
+    """The model's match probability for each candidate pair."""
+    evidence = compare_pairs(
+        model.embed(normalised), field_statistics(normalised, model.config), pairs.left, pairs.right
+    )
+    return model.combiner_.predict_proba(evidence)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +37,7 @@ def trained(febrl1: pl.DataFrame, tiny_config: DedupConfig):
 
 def test_label_free_model_separates_true_pairs(trained, febrl1: pl.DataFrame) -> None:
     model, normalised, pairs = trained
-    proba = model.combiner_.predict_proba(pair_similarities(model.embed(normalised), pairs.left, pairs.right))
+    proba = probabilities(model, normalised, pairs)
     truth = febrl1["cluster"].to_numpy()
     same = truth[pairs.left] == truth[pairs.right]
     predicted = proba >= 0.5
@@ -44,7 +53,7 @@ def test_save_load_round_trips_exactly(trained, tmp_path: Path, tiny_config: Ded
     before = pair_similarities(model.embed(normalised), pairs.left, pairs.right)
     after = pair_similarities(loaded.embed(normalised), pairs.left, pairs.right)
     assert np.array_equal(before, after, equal_nan=True)
-    assert np.array_equal(model.combiner_.predict_proba(before), loaded.combiner_.predict_proba(after))
+    assert np.array_equal(probabilities(model, normalised, pairs), probabilities(loaded, normalised, pairs))
 
 
 def test_load_rejects_other_config_and_tampering(trained, tmp_path: Path) -> None:
@@ -98,7 +107,7 @@ def test_supervised_fit_with_labels(febrl1: pl.DataFrame, tiny_config: DedupConf
     labels[held_out] = None
     model = DedupModel(config).fit(normalised, pairs, labels)
     both = held_out[pairs.left] & held_out[pairs.right]  # judged only on records it never saw
-    proba = model.combiner_.predict_proba(pair_similarities(model.embed(normalised), pairs.left, pairs.right))
+    proba = probabilities(model, normalised, pairs)
     truth = febrl1["cluster"].to_numpy()
     same = (truth[pairs.left] == truth[pairs.right])[both]
     predicted = proba[both] >= 0.5
@@ -125,7 +134,7 @@ def test_a_model_fitted_on_a_pair_sample_scores_like_one_fitted_on_all(trained, 
     config = febrl_config("\n  max_pairs: 1000\n")  # appended under training: 1,000 of 7,513 candidate pairs
     assert config.training.max_pairs == 1000
     sampled = DedupModel(config).fit(normalised, pairs)
-    proba = sampled.combiner_.predict_proba(pair_similarities(sampled.embed(normalised), pairs.left, pairs.right))
+    proba = probabilities(sampled, normalised, pairs)
     truth = febrl1["cluster"].to_numpy()
     same = truth[pairs.left] == truth[pairs.right]
     predicted = proba >= 0.5

@@ -58,9 +58,7 @@ def test_hash_partitions_of_each_pass_add_up_to_the_pass(febrl1_file: Path, conf
 
 def test_record_ranges_encode_like_the_whole_table(febrl1_file: Path, config: DedupConfig, model_dir, tmp_path) -> None:
     _, normalised = load_input(febrl1_file, config)
-    pieces = [
-        parts.encode_part(febrl1_file, config, model_dir, a, b, tmp_path) for a, b in parts.ranges(1000, 300)
-    ]
+    pieces = [parts.encode_part(febrl1_file, config, model_dir, a, b, tmp_path) for a, b in parts.ranges(1000, 300)]
     joined = parts.load_embeddings(pieces, config.field_names)
     whole = embed_records(DedupModel.load(model_dir).encoder_, normalised)
     for f in config.field_names:
@@ -76,9 +74,10 @@ def test_pair_ranges_and_edges_give_the_unpartitioned_scores_and_clusters(
         config, [parts.block_part(febrl1_file, config, i, 0, 1, tmp_path) for i in range(len(config.passes))], tmp_path
     )
     embeddings = [parts.encode_part(febrl1_file, config, model_dir, 0, 1000, tmp_path / "embeddings")]
+    statistics = parts.statistics_part(febrl1_file, config, tmp_path)
     total = parts.candidate_count(candidates)
     scored = [
-        parts.score_part(febrl1_file, config, model_dir, candidates, embeddings, a, b, tmp_path / "scores")
+        parts.score_part(febrl1_file, config, model_dir, candidates, embeddings, statistics, a, b, tmp_path / "scores")
         for a, b in parts.ranges(total, 700)
     ]
     pairs_path = parts.merge_scores(scored, tmp_path)
