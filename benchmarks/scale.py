@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --n 100000 1000000     # both tools, both sizes
     python benchmarks/scale.py --n 1000000 --no-splink
+    python benchmarks/scale.py --n 100000 --hard         # namesakes, households, transcription noise
 
 Per size: ``dedup.synth`` writes N records (seeded, cached under --workdir), then each tool runs
 in its own child process (so peak RSS is its own) from the Parquet file to clusters and scored
@@ -144,19 +145,20 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
     return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
 
 
-def bench(n: int, workdir: Path, seed: int, with_splink: bool) -> None:
+def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = False) -> None:
     from dedup.synth import write
 
-    data = workdir / f"synth_{n}_{seed}.parquet"
+    data = workdir / f"synth_{n}_{seed}{'_hard' if hard else ''}.parquet"
     if not data.exists():
         start = time.perf_counter()
-        write(n, data, seed=seed)
+        write(n, data, seed=seed, hard=hard)
         print(f"generated {n:,} records in {time.perf_counter() - start:.1f}s -> {data}")
-    ours = child("dedup", data, workdir / f"dedup_{n}")
-    ours.update(scores(data, workdir / f"dedup_{n}", "unique_id_l", "unique_id_r"))
+    tag = f"{n}{'_hard' if hard else ''}"
+    ours = child("dedup", data, workdir / f"dedup_{tag}")
+    ours.update(scores(data, workdir / f"dedup_{tag}", "unique_id_l", "unique_id_r"))
     breakdown, stages = ours["score_breakdown"], ours["stages"]
     pair_fields = ours["pairs"] * ours["fields"]
-    print(f"\n== {n:,} records ==")
+    print(f"\n== {n:,} records{' (hard: dedup synth --hard)' if hard else ''} ==")
     print(
         f"dedup   total {ours['seconds']:7.1f}s  peak RSS {ours['peak_rss_mb'] / 1024:5.2f} GB  "
         f"pairs {ours['pairs']:,}  cluster F1 {ours['cluster_f1']:.4f}  pair F1 {ours['pair_f1']:.4f}"
@@ -170,8 +172,8 @@ def bench(n: int, workdir: Path, seed: int, with_splink: bool) -> None:
     )
     if not with_splink:
         return
-    theirs = child("splink", data, workdir / f"splink_{n}")
-    theirs.update(scores(data, workdir / f"splink_{n}", "unique_id_l", "unique_id_r"))
+    theirs = child("splink", data, workdir / f"splink_{tag}")
+    theirs.update(scores(data, workdir / f"splink_{tag}", "unique_id_l", "unique_id_r"))
     print(
         f"splink  total {theirs['seconds']:7.1f}s  peak RSS {theirs['peak_rss_mb'] / 1024:5.2f} GB  "
         f"cluster F1 {theirs['cluster_f1']:.4f}  pair F1 {theirs['pair_f1']:.4f}"
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedup-scale"))
     parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument("--hard", action="store_true", help="generate with `dedup synth --hard`")
     parser.add_argument("--worker", choices=["dedup", "splink"], help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
@@ -199,7 +202,7 @@ def main() -> None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     for n in args.n:
-        bench(n, args.workdir, args.seed, not args.no_splink)
+        bench(n, args.workdir, args.seed, not args.no_splink, args.hard)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, required=True, help="number of records")
     synth.add_argument("--output", required=True, help="Parquet file to write")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same records")
+    synth.add_argument(
+        "--hard",
+        action="store_true",
+        help="namesakes sharing a birth date, households sharing an address, common surnames, transcription noise",
+    )
     return parser
 
 
@@ -93,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "synth":
             from dedup.synth import write
 
-            path = write(args.n, args.output, seed=args.seed)
+            path = write(args.n, args.output, seed=args.seed, hard=args.hard)
             print(f"wrote {args.n} records to {path}")
         else:
             from dedup.evaluation import evaluate_output

@@ -27,7 +27,7 @@ OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
         ("initial", 1),
         ("swap_tokens", 1),
         ("truncate", 1),
-        ("misread", 2),
+        ("misread_letters", 2),
     ),
     FieldKind.text: (
         ("substitute", 3),
@@ -39,7 +39,7 @@ OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
         ("truncate", 1),
         ("misread", 1),
     ),
-    FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2), ("misread", 1)),
+    FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2), ("misread_digits", 1)),
     FieldKind.code: (("substitute", 3), ("transpose", 2), ("delete", 1), ("insert", 1), ("misread", 1)),
     FieldKind.category: (("substitute", 1), ("delete", 1), ("insert", 1)),
 }
@@ -69,8 +69,11 @@ WORD_EDIT_SHARE: dict[FieldKind, float] = {
     FieldKind.code: 0.0,
     FieldKind.category: 0.0,
 }
-# characters a reader or an OCR engine takes for one another (both directions)
-MISREAD = ("0o", "1l", "1i", "5s", "8b", "6b", "2z", "9g", "9q", "ce", "uv", "nm", "hn", "a o", "17", "38", "56")
+# characters a reader or an OCR engine takes for one another (both directions): letters for
+# letters in names, digits for digits in dates, and across the two in codes and text
+LETTER_MISREADS = ("ce", "uv", "nm", "hn", "ao", "il", "ec", "rn", "bh", "gq", "yv")
+DIGIT_MISREADS = ("17", "38", "56", "08", "35", "49", "69")
+MIXED_MISREADS = ("0o", "1l", "1i", "5s", "8b", "6b", "2z", "9g", "9q")
 
 
 def corrupt_values(
@@ -360,19 +363,32 @@ def _swap_day_month(codes, lengths, rng):
     return out, lengths
 
 
-_CONFUSABLE = np.zeros(0x250, dtype=np.uint32)  # code point -> the character it is misread as
-for _pair in MISREAD:
-    _a, _b = _pair.replace(" ", "")
-    _CONFUSABLE[ord(_a)], _CONFUSABLE[ord(_b)] = ord(_b), ord(_a)
+def _confusions(pairs: tuple[str, ...]) -> np.ndarray:
+    """Code point -> the character it is misread as (0: none)."""
+    table = np.zeros(0x250, dtype=np.uint32)
+    for a, b in pairs:
+        table[ord(a)], table[ord(b)] = ord(b), ord(a)
+    return table
 
 
-def _misread(codes, lengths, rng):
-    """One character replaced by one it is commonly misread as (OCR, handwriting); a value with
-    no confusable character gets a substitution instead."""
+_CONFUSIONS = {
+    "letters": _confusions(LETTER_MISREADS),
+    "digits": _confusions(DIGIT_MISREADS),
+    "any": _confusions(LETTER_MISREADS + DIGIT_MISREADS + MIXED_MISREADS),
+}
+
+
+def misread(
+    codes: np.ndarray, lengths: np.ndarray, rng: np.random.Generator, among: str = "any"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One character replaced by one it is commonly misread as (OCR, handwriting), from the
+    ``among`` table (letters, digits or any); a value with no such character gets a
+    substitution instead."""
+    confusable = _CONFUSIONS[among]
     out = codes.copy()
     width = codes.shape[1]
     inside = np.arange(width)[None, :] < lengths[:, None]
-    table = _CONFUSABLE[np.minimum(codes, len(_CONFUSABLE) - 1)] * (codes < len(_CONFUSABLE))
+    table = confusable[np.minimum(codes, len(confusable) - 1)] * (codes < len(confusable))
     candidate = inside & (table > 0)
     has = candidate.any(axis=1)
     # a random confusable position per row: the argmax of random scores over the candidates
@@ -401,5 +417,7 @@ _EDITS = {
     "swap_tokens": _swap_tokens,
     "drop_token": _drop_token,
     "swap_day_month": _swap_day_month,
-    "misread": _misread,
+    "misread": misread,
+    "misread_letters": lambda codes, lengths, rng: misread(codes, lengths, rng, "letters"),
+    "misread_digits": lambda codes, lengths, rng: misread(codes, lengths, rng, "digits"),
 }

@@ -4,8 +4,11 @@ Entities get a clean record (name, date of birth, address, town, postcode, e-mai
 entities get 1-9 more records made from the clean one by the errors real registers show: typos,
 nicknames, first name and surname swapped, abbreviated street types, date slips (a digit, a
 day/month swap), a changed e-mail domain or town, and missing values. Column ``cluster`` holds
-the true entity. Everything is drawn with numpy and assembled with polars, so a million records
-take seconds; typos reuse the training corruptions (``dedup.corrupt``).
+the true entity. ``SynthSettings.hard()`` (``dedup synth --hard``) adds what makes real registers
+hard: namesakes sharing a birth date, households sharing an address and landline, mostly common
+surnames, more typos and transcription misreads. Everything is drawn with numpy and assembled
+with polars, so a million records take seconds; typos reuse the training corruptions
+(``dedup.corrupt``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import polars as pl
 
 from dedup import synth_names as names
 from dedup.config import FieldKind
-from dedup.corrupt import corrupt
+from dedup.corrupt import corrupt, misread
 from dedup.encoder import to_codepoints
 from dedup.errors import DedupError
 from dedup.io import write_parquet
@@ -40,6 +43,17 @@ class SynthSettings:
     abbreviation: float = 0.2
     moved: float = 0.05  # a duplicate with another town and postcode
     other_domain: float = 0.1
+    # the hard cases real registers hold (all off by default; see ``hard``)
+    common_surnames: float = 0.6  # share of people with a surname from the common list
+    namesakes: float = 0.0  # share of people sharing first name, surname and birth date with another person
+    households: float = 0.0  # share of people living with another: same surname, address, town, postcode, phone
+    transcription: float = 0.0  # each field of each duplicate: characters misread (OCR, handwriting)
+
+    @classmethod
+    def hard(cls) -> SynthSettings:
+        """Namesakes sharing a birth date, common surnames, households sharing an address, more
+        typos and transcription noise: what historical and administrative records look like."""
+        return cls(typo=0.25, common_surnames=0.9, namesakes=0.03, households=0.2, transcription=0.15)
 
 
 def cluster_sizes(n: int, settings: SynthSettings, rng: np.random.Generator) -> np.ndarray:
@@ -73,12 +87,15 @@ def _digits(size: int, count: int, rng: np.random.Generator) -> pl.Series:
     return pl.Series(values).cast(pl.String).str.zfill(count)
 
 
-def entities(count: int, rng: np.random.Generator) -> pl.DataFrame:
-    """One clean record per entity."""
+def entities(count: int, rng: np.random.Generator, settings: SynthSettings | None = None) -> pl.DataFrame:
+    """One clean record per entity (then namesakes and households, if the settings ask for them)."""
+    settings = settings or SynthSettings()
     first = _zipf_choice(names.FIRST_NAMES, count, rng, a=0.5)
     pool = _invented_surnames(max(count // 10, 100), rng)  # the long tail of rare surnames
     common = _zipf_choice(names.SURNAMES, count, rng, a=0.5)
-    surname = np.where(rng.random(count) < 0.6, common, pool[rng.integers(0, len(pool), size=count)])
+    surname = np.where(
+        rng.random(count) < settings.common_surnames, common, pool[rng.integers(0, len(pool), size=count)]
+    )
     days = rng.integers(0, (np.datetime64("2005-12-31") - np.datetime64("1940-01-01")).astype(int), size=count)
     dob = (np.datetime64("1940-01-01") + days.astype("timedelta64[D]")).astype(str)
     letters = np.asarray(list("ABCDEFGHJKLMNPRSTUWYZ"), dtype=object)
@@ -102,7 +119,7 @@ def entities(count: int, rng: np.random.Generator) -> pl.DataFrame:
         mail_digits=pl.Series(rng.integers(1, 10_000, size=count)).cast(pl.String),  # e-mails are personal
         phone="07" + _digits(count, 9, rng),
     )
-    return frame.select(
+    people = frame.select(
         "first_name",
         "surname",
         "dob",
@@ -114,6 +131,25 @@ def entities(count: int, rng: np.random.Generator) -> pl.DataFrame:
         ).alias("email"),
         "phone",
     )
+    people = _copy_from_others(people, settings.households, ["surname", "address", "city", "postcode", "phone"], rng)
+    return _copy_from_others(people, settings.namesakes, ["first_name", "surname", "dob"], rng)
+
+
+def _copy_from_others(people: pl.DataFrame, share: float, columns: list[str], rng: np.random.Generator) -> pl.DataFrame:
+    """``share`` of the people take ``columns`` from another, randomly chosen person (a
+    household member shares the address; a namesake the name and birth date). They stay
+    distinct entities: their other fields are their own."""
+    count = people.height
+    takers = np.flatnonzero(rng.random(count) < share)
+    if count < 2 or takers.size == 0:
+        return people
+    givers = (takers + rng.integers(1, count, size=takers.size)) % count  # never themselves
+    updated = {}
+    for column in columns:
+        values = people[column].to_numpy().astype(object)
+        values[takers] = values[givers]
+        updated[column] = pl.Series(column, values, dtype=pl.String)
+    return people.with_columns(**updated)
 
 
 def _typos(values: pl.Series, kind: FieldKind, mask: np.ndarray, rng: np.random.Generator) -> pl.Series:
@@ -169,7 +205,23 @@ def duplicates(clean: pl.DataFrame, settings: SynthSettings, rng: np.random.Gene
         "phone": FieldKind.code,
     }
     typed = {f: _typos(frame[f], kind, draw(p.typo) | ((f == "postcode") & moved), rng) for f, kind in kinds.items()}
-    return frame.with_columns(**typed)
+    misread = {f: _misread(typed[f], kind, draw(p.transcription), rng) for f, kind in kinds.items()}
+    return frame.with_columns(**misread)
+
+
+MISREAD_AMONG = {FieldKind.name: "letters", FieldKind.date: "digits"}  # others: any character
+
+
+def _misread(values: pl.Series, kind: FieldKind, mask: np.ndarray, rng: np.random.Generator) -> pl.Series:
+    """``values`` with the masked rows given a transcription error (a character misread)."""
+    rows = np.flatnonzero(mask)
+    if len(rows) == 0:
+        return values
+    codes, lengths = to_codepoints(values.gather(rows), WIDTH)
+    codes, _ = misread(codes, lengths, rng, MISREAD_AMONG.get(kind, "any"))
+    out = values.to_numpy().astype(object)
+    out[rows] = np.ascontiguousarray(codes).view(f"<U{WIDTH}").ravel()
+    return pl.Series(values.name, out, dtype=pl.String)
 
 
 def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl.DataFrame:
@@ -179,7 +231,7 @@ def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl
     settings = settings or SynthSettings()
     rng = np.random.default_rng(seed)
     sizes = cluster_sizes(n, settings, rng)
-    clean = entities(len(sizes), rng)
+    clean = entities(len(sizes), rng, settings)
     cluster = np.repeat(np.arange(len(sizes)), sizes)
     first = np.zeros(n, dtype=bool)
     first[np.concatenate([[0], np.cumsum(sizes)[:-1]])] = True
@@ -199,6 +251,6 @@ def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl
     )
 
 
-def write(n: int, path: str | Path, seed: int = 0) -> Path:
-    """Generate ``n`` records and write them to ``path`` (atomically)."""
-    return write_parquet(generate(n, seed), Path(path))
+def write(n: int, path: str | Path, seed: int = 0, hard: bool = False) -> Path:
+    """Generate ``n`` records (``hard``: with ``SynthSettings.hard``) and write them to ``path`` (atomically)."""
+    return write_parquet(generate(n, seed, SynthSettings.hard() if hard else None), Path(path))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 from dedup.config import FieldKind
 from dedup.corrupt import _EDITS, corrupt
@@ -33,3 +34,39 @@ def test_corrupt_changes_values_keeps_nulls_and_is_seeded() -> None:
     assert all(v == "" for v in a[2::4])
     changed = sum(x != y for x, y in zip(a, values, strict=True) if y)
     assert changed > 0.8 * 150  # nearly every non-empty value is edited
+
+
+def test_word_edits_drop_move_shorten_add_and_reformat_words() -> None:
+    from dedup.corrupt import _WORD_EDITS
+
+    rng = np.random.default_rng(0)
+    values = pl.Series(["sony pslx350h belt drive turntable black edition"] * 200)
+    pool = pl.Series(["amazon com computers accessories"] * 10)
+    dropped = _WORD_EDITS["drop_words"](values, rng, pool)
+    assert (dropped.str.split(" ").list.len() < 7).mean() > 0.8
+    assert dropped.str.split(" ").list.len().min() >= 1
+    shuffled = _WORD_EDITS["shuffle_words"](values, rng, pool)
+    assert (shuffled != values).mean() > 0.5
+    assert (shuffled.str.split(" ").list.sort() == values.str.split(" ").list.sort()).all()  # same words
+    shortened = _WORD_EDITS["abbreviate"](values, rng, pool)
+    assert (shortened.str.len_chars() < values.str.len_chars()).mean() > 0.8
+    added = _WORD_EDITS["insert_words"](values, rng, pool)
+    assert added.str.contains("amazon|computers|accessories|com").mean() > 0.8
+    sizes = _WORD_EDITS["number_format"](pl.Series(["sandisk 16 gb extreme", "sandisk 16gb extreme"] * 50), rng, pool)
+    assert sizes.is_in(["sandisk 16gb extreme", "sandisk 16 gb extreme"]).any()
+    nick = _WORD_EDITS["nickname"](pl.Series(["william", "bob"]), rng, pool)
+    assert nick.to_list() == ["bill", "robert"]
+
+
+def test_misreads_stay_within_letters_for_names_and_digits_for_dates() -> None:
+    from dedup.corrupt import misread
+
+    rng = np.random.default_rng(1)
+    names, name_lengths = to_codepoints(pl.Series(["johnson", "martin", "celine"] * 100), 12)
+    out, _ = misread(names, name_lengths, rng, "letters")
+    text = np.ascontiguousarray(out).view("<U12").ravel()
+    assert not any(ch.isdigit() for value in text for ch in value)
+    assert (text != np.ascontiguousarray(names).view("<U12").ravel()).all()  # each got one misread
+    dates, date_lengths = to_codepoints(pl.Series(["19870512"] * 100), 8)
+    out, _ = misread(dates, date_lengths, rng, "digits")
+    assert all(value.isdigit() for value in np.ascontiguousarray(out).view("<U8").ravel())

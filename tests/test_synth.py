@@ -42,3 +42,26 @@ def test_duplicates_carry_realistic_errors() -> None:
 def test_write_is_a_parquet_file(tmp_path) -> None:
     path = write(500, tmp_path / "people.parquet", seed=0)
     assert pl.read_parquet(path).equals(generate(500, seed=0))
+
+
+def test_hard_mode_has_namesakes_households_and_transcription_noise() -> None:
+    easy, hard = generate(20000, seed=3), generate(20000, seed=3, settings=SynthSettings.hard())
+
+    def cross(records: pl.DataFrame, on: list[str]) -> int:
+        """Pairs of *different* people agreeing on ``on``."""
+        pairs = records.join(records, on=on, suffix="_r").filter(pl.col("unique_id") < pl.col("unique_id_r"))
+        return int((pairs["cluster"] != pairs["cluster_r"]).sum())
+
+    assert cross(easy, ["first_name", "surname", "dob"]) == 0
+    assert cross(hard, ["first_name", "surname", "dob"]) > 100  # namesakes born the same day
+    assert cross(hard, ["surname", "address", "postcode"]) > 2 * cross(easy, ["surname", "address", "postcode"])
+    common = set(hard["surname"].value_counts().sort("count", descending=True)["surname"].head(20).to_list())
+    assert hard["surname"].is_in(list(common)).mean() > easy["surname"].is_in(list(common)).mean()
+
+    # transcription: duplicates' dates differ by a misread digit (1/7, 3/8, 5/6 ...) more often
+    def misread_pairs(records: pl.DataFrame) -> int:
+        pairs = records.join(records, on="cluster", suffix="_r").filter(pl.col("unique_id") < pl.col("unique_id_r"))
+        same = pl.col("dob").str.replace_all("[17]", "1") == pl.col("dob_r").str.replace_all("[17]", "1")
+        return int(pairs.filter(same & (pl.col("dob") != pl.col("dob_r"))).height)
+
+    assert misread_pairs(hard) > misread_pairs(easy)
