@@ -154,7 +154,7 @@ class TrainingConfig(BaseModel):
     dim: int = Field(64, ge=4, le=1024, description="embedding size per field")
     buckets: int = Field(2**15, ge=256, description="hashed n-gram vocabulary size per kind")
     max_chars: int = Field(40, ge=4, le=512, description="values are truncated to this for encoding")
-    text_max_chars: int = Field(160, ge=4, le=2048, description="the same for text fields (titles, descriptions)")
+    text_max_chars: int = Field(80, ge=4, le=2048, description="the same for text fields (titles, descriptions)")
     epochs: int = Field(4, ge=1, description="passes over the sampled training values")
     steps_per_epoch: int = Field(40, ge=1)
     passes: float = Field(

@@ -207,12 +207,11 @@ def _number_format(values: pl.Series, rng: np.random.Generator, pool: pl.Series)
 
 
 def _nickname(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
-    """Known first names to their nickname and back ('william' <-> 'bill'); others get an initial."""
+    """Known first names to their nickname and back ('william' <-> 'bill'); others unchanged."""
     from dedup.synth_names import NICKNAMES
 
     both = {**NICKNAMES, **{v: k for k, v in NICKNAMES.items()}}
-    named = values.replace_strict(both, default=None)
-    return named.fill_null(values.str.slice(0, 1)).alias(values.name)
+    return values.replace(both).alias(values.name)
 
 
 def _short_year(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:

@@ -65,8 +65,10 @@ class DedupModel:
             normalised, pairs, statistics = normalised[sample.rows], sample.pairs, statistics.take(sample.rows)
             labels = labels[sample.rows] if labels is not None else None
             self._pair_weight, self._u_rows = sample.pair_weight, sample.u_rows
+            self._sample_random: tuple[np.ndarray, np.ndarray] | None = sample.random
         else:
             self._pair_weight, self._u_rows = 1.0, np.arange(normalised.height)
+            self._sample_random = None
         rule_pairs = pairs
         encoder = SiameseEncoder(
             dict(cfg.fields), settings.buckets, settings.dim, settings.max_chars, settings.text_max_chars
@@ -81,7 +83,7 @@ class DedupModel:
             embeddings = embed_records(encoder, normalised)
             left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
             known = np.intersect1d(np.flatnonzero(np.not_equal(labels, None)), self._u_rows)
-            random, (a, b) = self._random_evidence(embeddings, statistics, known, rng, with_rows=True)
+            random, (a, b) = self._random_evidence(embeddings, statistics, known, rng)  # u: every pair
             combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
             combiner.fit_labelled(
                 compare_pairs(embeddings, statistics, left, right),
@@ -141,7 +143,7 @@ class DedupModel:
     def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng) -> Combiner:
         candidates = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
         seed = synthetic_duplicate_evidence(encoder, normalised, statistics, rng, SYNTHETIC_PAIRS)
-        random = self._random_evidence(embeddings, statistics, self._u_rows, rng, exclude=pairs)
+        random, _ = self._random_evidence(embeddings, statistics, self._u_rows, rng, exclude=pairs)
         n = self._total_records
         combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
         return combiner.fit_em(
@@ -155,21 +157,18 @@ class DedupModel:
         rows: np.ndarray,
         rng: np.random.Generator,
         exclude: CandidatePairs | None = None,
-        with_rows: bool = False,
-    ) -> PairEvidence | tuple[PairEvidence, tuple[np.ndarray, np.ndarray]]:
-        """Evidence of random pairs among ``rows``, leaving out the pairs in ``exclude``: the
-        population blocking left out (candidates stand for themselves). ``with_rows`` also
-        returns the pairs' row positions."""
-        count = self.config.training.random_pairs
-        a, b = rows[rng.integers(0, len(rows), size=count)], rows[rng.integers(0, len(rows), size=count)]
-        a, b = np.minimum(a, b), np.maximum(a, b)
-        keep = a != b
-        if exclude is not None and len(exclude):
-            width = int(max(b.max(initial=0), exclude.right.max(initial=0))) + 1
-            taken = np.sort(np.minimum(exclude.left, exclude.right) * width + np.maximum(exclude.left, exclude.right))
-            keep &= ~np.isin(a * width + b, taken, assume_unique=False)
-        evidence = compare_pairs(embeddings, statistics, a[keep], b[keep])
-        return (evidence, (a[keep], b[keep])) if with_rows else evidence
+    ) -> tuple[PairEvidence, tuple[np.ndarray, np.ndarray]]:
+        """Evidence (and row positions) of random pairs among ``rows`` that are not in ``exclude``:
+        the population blocking left out (candidates stand for themselves). On a training sample
+        they were drawn with the sample, where all candidates were known."""
+        if self._sample_random is not None:
+            a, b = self._sample_random
+            keep = np.isin(a, rows) & np.isin(b, rows)
+            a, b = a[keep], b[keep]
+        else:
+            empty = CandidatePairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int16), ())
+            a, b = random_non_candidates(rows, self.config.training.random_pairs, exclude or empty, rng)
+        return compare_pairs(embeddings, statistics, a, b), (a, b)
 
     # ---- inference ------------------------------------------------------------------------
     def embed(self, normalised: pl.DataFrame) -> FieldEmbeddings:
@@ -251,6 +250,7 @@ class TrainingSample:
     pairs: CandidatePairs  # sampled pairs, as positions into ``rows``
     pair_weight: float  # how many candidates each sampled pair stands for
     u_rows: np.ndarray  # positions into ``rows`` of the uniformly drawn records (for random pairs)
+    random: tuple[np.ndarray, np.ndarray]  # random pairs of those records that are no candidates
 
 
 def training_sample(
@@ -260,11 +260,13 @@ def training_sample(
 
     Training cost is then bounded by the sample, not by the input size; the combiner weights
     each sampled pair by ``len(pairs) / max_pairs`` so the match rate it learns is unchanged.
+    The random pairs that stand for the non-candidates are drawn here, where every candidate is
+    still known, so none of them is a candidate (a candidate would be counted twice).
     """
     if len(pairs) <= max_pairs:
         return None
     take = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
-    drawn = rng.choice(n, size=min(n, random_records), replace=False)
+    drawn = np.sort(rng.choice(n, size=min(n, random_records), replace=False))
     rows = np.unique(np.concatenate([pairs.left[take], pairs.right[take], drawn]))
     position = np.searchsorted
     sampled = CandidatePairs(
@@ -274,7 +276,24 @@ def training_sample(
         pass_names=pairs.pass_names,
         pass_counts=pairs.pass_counts,
     )
-    return TrainingSample(rows, sampled, len(pairs) / max_pairs, position(rows, np.sort(drawn)))
+    a, b = random_non_candidates(drawn, random_records, pairs, rng)
+    return TrainingSample(
+        rows, sampled, len(pairs) / max_pairs, position(rows, drawn), (position(rows, a), position(rows, b))
+    )
+
+
+def random_non_candidates(
+    rows: np.ndarray, count: int, exclude: CandidatePairs, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` random pairs of ``rows`` (row positions, left < right) that are not in ``exclude``."""
+    a, b = rows[rng.integers(0, len(rows), size=count)], rows[rng.integers(0, len(rows), size=count)]
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    keep = a != b
+    if len(exclude):
+        width = int(max(b.max(initial=0), exclude.right.max(initial=0), exclude.left.max(initial=0))) + 1
+        lo, hi = np.minimum(exclude.left, exclude.right), np.maximum(exclude.left, exclude.right)
+        keep &= ~np.isin(a * width + b, lo * width + hi)
+    return a[keep], b[keep]
 
 
 def _labelled_pairs(pairs: CandidatePairs, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
