@@ -187,9 +187,44 @@ def run_pass(
     indexer = recordlinkage.Index()
     if isinstance(p, ExactPass):
         indexer.add(Block(left_on=names))
-    else:
-        indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window, block_left_on=names[1:]))
+    elif len(names) == 1:
+        indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window))
+    else:  # recordlinkage 0.16's own block_left_on fails under pandas 2
+        indexer.add(BlockedSortedNeighbourhood(names[0], names[1:], p.window))
     return _index_arrays(indexer.index(pdf))
+
+
+class BlockedSortedNeighbourhood(BaseIndexAlgorithm):
+    """recordlinkage index algorithm: sorted neighbourhood inside blocks.
+
+    Within each group of equal ``block_on`` columns, records are candidates when their ``key``
+    values are at most ``(window - 1) / 2`` apart in the sorted list of the group's distinct
+    keys (recordlinkage's ``SortedNeighbourhood`` definition), found by joins on rank offsets.
+    """
+
+    def __init__(self, key: str, block_on: list[str], window: int) -> None:
+        super().__init__()
+        self.key, self.block_on, self.window = key, list(block_on), window
+
+    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
+        frame = pl.from_pandas(df_a[[self.key, *self.block_on]].reset_index(drop=True)).with_columns(
+            pl.Series("_row", np.asarray(df_a.index, dtype=np.int64)),
+            pl.col(self.key).rank("dense").over(self.block_on).cast(pl.Int64).alias("_rank"),
+        )
+        lefts, rights = [], []
+        for offset in range((self.window - 1) // 2 + 1):
+            shifted = frame.select(
+                *self.block_on, (pl.col("_rank") - offset).alias("_rank"), pl.col("_row").alias("_r")
+            )
+            joined = frame.join(shifted, on=[*self.block_on, "_rank"])
+            if offset == 0:
+                joined = joined.filter(pl.col("_row") < pl.col("_r"))
+            lefts.append(joined["_row"].to_numpy())
+            rights.append(joined["_r"].to_numpy())
+        return pd.MultiIndex.from_arrays([np.concatenate(lefts), np.concatenate(rights)])
+
+    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
+        raise NotImplementedError("sorted neighbourhood in blocks links records within one table")
 
 
 def _index_arrays(pairs: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ MIN_NOISE = 0.01  # never less: one garbled field costs at most about log2(1/MIN
 ANCHOR = 0.99  # a pair the other fields call a match with this posterior anchors a field
 START_PER_RECORD = 0.5  # the prior EM starts from: one duplicate per two records
 MIN_ANCHORS = 10  # a field with fewer anchors has nothing vouching for its matches
+SHAPE_ITERATIONS = 50
 AGREE_TAIL = 0.01  # for field dependence, a field "agrees" at or above this random-pair tail
 MIN_TOGETHER = 5  # pairs agreeing on both fields needed before their dependence is measured
 MAX_DEPENDENCE_CUT = 0.5
@@ -165,17 +166,27 @@ class Combiner:
         table[:, NULL_LEVEL] = 0.0
         cols = np.arange(levels.shape[1])[None, :]
         bits = table[cols, levels]
-        exact = levels == EXACT_LEVEL
+        exact, log_tf = self._log_frequencies(levels, evidence)
         if exact.any():
-            scale = getattr(self, "tf_scale_", np.ones(levels.shape[1]))
-            tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64) * scale[None, :]
-            floor = np.maximum(self.min_frequency_ * scale, 1e-12)
-            tf = np.maximum(tf, floor[None, :])
-            bits = np.where(exact, np.log2(m[:, EXACT_LEVEL])[None, :] - np.log2(tf), bits)
+            scale = np.log2(getattr(self, "tf_scale_", np.ones(levels.shape[1])))
+            bits = np.where(exact, (np.log2(m[:, EXACT_LEVEL]) - scale)[None, :] - log_tf, bits)
         interaction = getattr(self, "interaction_", None)
         if interaction is not None and interaction.any():
             bits = bits - self._dependence(levels, bits, interaction)
         return bits
+
+    def _log_frequencies(self, levels: np.ndarray, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray]:
+        """Where pairs agree exactly, and log2 of the shared value's frequency (floored at the
+        rarest shared value's): fixed for a set of pairs, so kept for the last one seen (EM asks
+        for the same pairs at every iteration)."""
+        cached = getattr(self, "_frequency_cache", None)
+        if cached is not None and cached[0] is evidence and cached[1] is levels:
+            return cached[2], cached[3]
+        exact = levels == EXACT_LEVEL
+        tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64)
+        log_tf = np.log2(np.maximum(tf, np.maximum(self.min_frequency_, 1e-12)[None, :]))
+        self._frequency_cache = (evidence, levels, exact, log_tf)
+        return exact, log_tf
 
     def _agree(self, levels: np.ndarray) -> np.ndarray:
         """Whether each field agrees: exact, or more similar than all but 1% of random pairs."""
@@ -192,6 +203,11 @@ class Combiner:
         """
         agree = self._agree(levels)
         out = np.zeros_like(bits)
+        several = np.flatnonzero(agree.sum(axis=1) >= 2)  # only these can lose anything
+        if several.size == 0:
+            return out
+        agree, part_bits = agree[several], bits[several]
+        part = np.zeros_like(part_bits)
         fields = levels.shape[1]
         for f in range(fields):
             for g in range(f + 1, fields):
@@ -200,12 +216,13 @@ class Combiner:
                 both = agree[:, f] & agree[:, g]
                 if not both.any():
                     continue
-                cut = np.minimum(interaction[f, g], np.maximum(np.minimum(bits[both, f], bits[both, g]), 0.0))
-                out[both, f] += cut / 2
-                out[both, g] += cut / 2
+                cut = np.minimum(interaction[f, g], np.maximum(np.minimum(part_bits[both, f], part_bits[both, g]), 0.0))
+                part[both, f] += cut / 2
+                part[both, g] += cut / 2
         # many mutually correlated fields (a citation's venue, publisher, address, year) would
         # otherwise lose more than their evidence: each keeps at least half of its own weight
-        return np.minimum(out, np.maximum(bits, 0.0) * MAX_DEPENDENCE_CUT)
+        out[several] = np.minimum(part, np.maximum(part_bits, 0.0) * MAX_DEPENDENCE_CUT)
+        return out
 
     def _fit_interaction(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
         """log2 of how much more often two fields agree together among non-matches than
@@ -362,6 +379,9 @@ class Combiner:
         self._anchor_step(levels[: len(candidates)], candidates, self._shaped_m(u), u, prior)
         u = self._u_step(levels, weights, np.zeros(len(levels)))  # afresh, with the anchors' verdict
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
+        if not self.anchored_.all():
+            prior, u, more = self._shape_step(levels, evidence, weights, prior, u, len(candidates))
+            iterations += more
         report.iterations += iterations
         if pairs is not None:
             post = self._posterior(levels[: len(candidates)], candidates, u, prior)
@@ -392,7 +412,10 @@ class Combiner:
         m[:, EXACT_LEVEL] = self.exact_share_
         m = (1.0 - self.noise_)[:, None] * m + self.noise_[:, None] * u
         m[:, NULL_LEVEL] = 1.0
-        return self._monotone(m, u)
+        m = self._monotone(m, u)
+        if hasattr(self, "free_m_"):  # fields nothing vouches for, once their shape was learned
+            m[~self.anchored_] = self.free_m_[~self.anchored_]
+        return m
 
     def _u_step(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
         """u from the whole population, each pair counted as a non-match by 1 - posterior, with
@@ -450,7 +473,46 @@ class Combiner:
             post = _sigmoid(bits * np.log(2))
             new_prior = float(np.clip((post * weights).sum() / weights.sum(), 1e-12, 0.5))
             u = self._u_step(levels, weights, post)
-            converged = abs(new_prior - prior) <= 1e-6 * prior
+            converged = abs(new_prior - prior) <= 1e-4 * prior
+            prior = new_prior
+            if converged:
+                break
+        return prior, u, iterations
+
+    def _shape_step(
+        self,
+        levels: np.ndarray,
+        evidence: PairEvidence,
+        weights: np.ndarray,
+        prior: float,
+        u: np.ndarray,
+        candidates: int,
+    ) -> tuple[float, np.ndarray, int]:
+        """EM for the whole m of the fields nothing vouches for, with their u held by the tail.
+
+        Such a field (the only field of a data set) keeps the synthetic duplicates' shape only
+        until the data can say more: with the top levels' u pinned by the geometric tail
+        (``_tail_cap``), the pairs there beyond what non-matches explain are duplicates, and
+        their spread over the levels is m. (Where anchors exist this is not needed, and not
+        safe: plain EM there learns whatever large class of related records the data holds.)
+        """
+        free = ~self.anchored_
+        is_candidate = np.arange(len(levels)) < candidates
+        iterations = 0
+        for iterations in range(1, SHAPE_ITERATIONS + 1):
+            m = self._shaped_m(u)
+            m[free] = self.free_m_[free] if hasattr(self, "free_m_") else m[free]
+            bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, m, u).sum(axis=1)
+            post = _sigmoid(bits * np.log(2))
+            # m from the candidates only: duplicates are what blocking finds, while the random
+            # pairs' tiny posteriors times their huge weights would spread m over every level
+            learned = self._monotone(self._distribution(levels, post * weights * is_candidate), u)
+            floor = MIN_NOISE * u + (1.0 - MIN_NOISE) * learned
+            floor[:, NULL_LEVEL] = 1.0
+            moved = float(np.abs(floor[free] - m[free]).max())
+            self.free_m_ = floor
+            new_prior = float(np.clip((post * weights).sum() / weights.sum(), 1e-12, 0.5))
+            converged = abs(new_prior - prior) <= 1e-4 * prior and moved < 1e-4
             prior = new_prior
             if converged:
                 break

@@ -158,7 +158,7 @@ class TrainingConfig(BaseModel):
     epochs: int = Field(4, ge=1, description="passes over the sampled training values")
     steps_per_epoch: int = Field(40, ge=1)
     passes: float = Field(
-        8.0, gt=0, description="on small data, train only until each distinct value was drawn about this often"
+        4.0, gt=0, description="on small data, train only until each distinct value was drawn about this often"
     )
     batch_size: int = Field(256, ge=8)
     learning_rate: float = Field(0.01, gt=0)

@@ -197,3 +197,21 @@ def test_a_default_pass_making_too_many_pairs_per_record_is_skipped_with_a_reaso
     assert len(pairs) <= n * 10  # the city pass (19,900 pairs) did not run
     rows, _ = analyse_blocking(records, normalised, config)
     assert rows[0].refused and "19,900" in rows[0].refused
+
+
+def test_sorted_neighbourhood_inside_blocks() -> None:
+    records = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(7)],
+            "name": ["anna", "anne", "anton", "bert", "anna", "anne", "zoe"],
+            "city": ["x", "x", "x", "x", "y", "y", "x"],
+        }
+    )
+    config = parse_config(
+        "id_column: id\nfields: {name: name, city: name}\n"
+        "blocking: [{sorted_neighbourhood: name, window: 3, block_on: [city]}]"
+    )
+    pairs = block(records, normalise_fields(records, config), config)
+    found = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    # city x sorted: anna(0) anne(1) anton(2) bert(3) zoe(6): neighbours one apart; city y: anna(4) anne(5)
+    assert found == {(0, 1), (1, 2), (2, 3), (3, 6), (4, 5)}
