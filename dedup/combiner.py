@@ -499,7 +499,8 @@ class Combiner:
         free = ~self.anchored_
         is_candidate = np.arange(len(levels)) < candidates
         iterations = 0
-        for iterations in range(1, SHAPE_ITERATIONS + 1):
+        while iterations < SHAPE_ITERATIONS:
+            iterations += 1
             m = self._shaped_m(u)
             m[free] = self.free_m_[free] if hasattr(self, "free_m_") else m[free]
             bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, m, u).sum(axis=1)
