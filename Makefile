@@ -24,8 +24,9 @@ test: $(STAMP)  ## the whole test suite (CI runs exactly this)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## label-free accuracy on Febrl1-3 and fake_1000 beside recordlinkage ECM
-	$(BIN)/python benchmarks/accuracy.py
+bench: $(STAMP)  ## label-free accuracy on real sets, Febrl1-3 and fake_1000, beside Splink 5
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/realdata.py
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

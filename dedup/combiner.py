@@ -379,21 +379,28 @@ class Combiner:
         self._anchor_step(levels[: len(candidates)], candidates, self._shaped_m(u), u, prior)
         u = self._u_step(levels, weights, np.zeros(len(levels)))  # afresh, with the anchors' verdict
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
-        if not self.anchored_.all():
+        held = self._holder(levels[: len(candidates)], candidates, records, pairs, pair_weight)
+        if not self.anchored_.any():  # nothing in the data vouches for any field's matches
+            before = (prior, u)
             prior, u, more = self._shape_step(levels, evidence, weights, prior, u, len(candidates))
             iterations += more
-        report.iterations += iterations
-        if pairs is not None:
-            post = self._posterior(levels[: len(candidates)], candidates, u, prior)
-            held = held_pairs(records, pairs[0], pairs[1], post) * pair_weight
-            problem = check_fit(prior * total_pairs, held, records, total_pairs)
+            problem = check_fit(prior * total_pairs, held(u, prior), records, total_pairs)
             if problem:
-                fallback = max(held, records / 2.0)
                 report.warnings.append(
-                    f"{problem}; the prior is held at {fallback:,.0f} matching pairs (what those clusters hold) instead"
+                    f"{problem} after learning the fields' shape; kept the synthetic duplicates' shape"
                 )
                 report.restarts += 1
-                prior = float(np.clip(fallback / total_pairs, 1e-12, 0.5))
+                del self.free_m_
+                prior, u = before
+        report.iterations += iterations
+        problem = check_fit(prior * total_pairs, held(u, prior), records, total_pairs)
+        if problem:
+            fallback = max(held(u, prior), records / 2.0)
+            report.warnings.append(
+                f"{problem}; the prior is held at {fallback:,.0f} matching pairs (what those clusters hold) instead"
+            )
+            report.restarts += 1
+            prior = float(np.clip(fallback / total_pairs, 1e-12, 0.5))
         self.m_, self.u_, self.prior_ = self._shaped_m(u), u, prior
         report.prior = prior
         report.estimated_matching_pairs = prior * total_pairs
@@ -402,7 +409,7 @@ class Combiner:
         self.fit_report_ = report
         return self
 
-    def _shaped_m(self, u: np.ndarray) -> np.ndarray:
+    def _shaped_m(self, u: np.ndarray, learned: bool = True) -> np.ndarray:
         """m = (1 - noise) [exact_share at the exact level + the rest shaped like the synthetic
         duplicates' fuzzy levels] + noise u, made monotone."""
         fuzzy = self.seed_m_.copy()
@@ -413,7 +420,7 @@ class Combiner:
         m = (1.0 - self.noise_)[:, None] * m + self.noise_[:, None] * u
         m[:, NULL_LEVEL] = 1.0
         m = self._monotone(m, u)
-        if hasattr(self, "free_m_"):  # fields nothing vouches for, once their shape was learned
+        if learned and hasattr(self, "free_m_"):  # fields nothing vouches for, once their shape was learned
             m[~self.anchored_] = self.free_m_[~self.anchored_]
         return m
 
@@ -478,6 +485,24 @@ class Combiner:
             if converged:
                 break
         return prior, u, iterations
+
+    def _holder(
+        self,
+        levels: np.ndarray,
+        candidates: PairEvidence,
+        records: int,
+        pairs: tuple[np.ndarray, np.ndarray] | None,
+        pair_weight: float,
+    ):
+        """A function (u, prior) -> the matching pairs the candidates' clusters can hold."""
+
+        def held(u: np.ndarray, prior: float) -> float:
+            if pairs is None:
+                return np.inf
+            post = self._posterior(levels, candidates, u, prior)
+            return held_pairs(records, pairs[0], pairs[1], post) * pair_weight
+
+        return held
 
     def _shape_step(
         self,
@@ -620,7 +645,7 @@ def check_fit(estimated: float, held: float, records: int, total_pairs: float) -
     """Why a fitted prior is implausible, or None.
 
     ``held``: the matching pairs the clusters seen among the candidates can hold (sum of
-    s(s-1)/2 over the components of pairs scored >= 0.5). A fit is degenerate when it claims
+    s(s-1)/2 over the clusters of pairs scored >= 0.5, chains cut). A fit is degenerate when it claims
     half of all pairs match, or many more matches than those clusters can hold (the rest would
     have to hide among pairs no blocking pass proposed, beyond one per record).
     """
@@ -635,13 +660,12 @@ def check_fit(estimated: float, held: float, records: int, total_pairs: float) -
 
 
 def held_pairs(records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> float:
-    """Pairs inside the components of the pairs scored >= 0.5 (what those clusters can hold)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """Pairs inside the clusters of the pairs scored >= 0.5 (the default clustering, which cuts
+    chains): what the candidates' clusters can hold."""
+    from dedup.clustering import cluster_labels
+    from dedup.config import ClusteringConfig
 
-    keep = probability >= 0.5
-    graph = coo_matrix((np.ones(int(keep.sum()), dtype=np.int8), (left[keep], right[keep])), shape=(records, records))
-    _, labels = connected_components(graph, directed=False)
+    labels = cluster_labels(records, left, right, probability, 0.5, ClusteringConfig())
     sizes = np.bincount(labels).astype(np.float64)
     return float((sizes * (sizes - 1) / 2).sum())
 
