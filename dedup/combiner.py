@@ -478,7 +478,7 @@ class Combiner:
             m = self._shaped_m(u)
             bits = np.log2(prior / (1 - prior)) + self._bits(levels, evidence, m, u).sum(axis=1)
             post = _sigmoid(bits * np.log(2))
-            new_prior = float(np.clip((post * weights).sum() / weights.sum(), 1e-12, 0.5))
+            new_prior = _weighted_share(post, weights, prior)
             u = self._u_step(levels, weights, post)
             converged = abs(new_prior - prior) <= 1e-4 * prior
             prior = new_prior
@@ -537,7 +537,7 @@ class Combiner:
             floor[:, NULL_LEVEL] = 1.0
             moved = float(np.abs(floor[free] - m[free]).max())
             self.free_m_ = floor
-            new_prior = float(np.clip((post * weights).sum() / weights.sum(), 1e-12, 0.5))
+            new_prior = _weighted_share(post, weights, prior)
             converged = abs(new_prior - prior) <= 1e-4 * prior and moved < 1e-4
             prior = new_prior
             if converged:
@@ -668,6 +668,15 @@ def held_pairs(records: int, left: np.ndarray, right: np.ndarray, probability: n
     labels = cluster_labels(records, left, right, probability, 0.5, ClusteringConfig())
     sizes = np.bincount(labels).astype(np.float64)
     return float((sizes * (sizes - 1) / 2).sum())
+
+
+def _weighted_share(post: np.ndarray, weights: np.ndarray, fallback: float) -> float:
+    """The weighted share of matches (the prior), kept as it was when there is nothing to weigh
+    (one record: no pairs at all)."""
+    total = float(weights.sum())
+    if total <= 0:
+        return fallback
+    return float(np.clip((post * weights).sum() / total, 1e-12, 0.5))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

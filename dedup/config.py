@@ -166,7 +166,7 @@ class TrainingConfig(BaseModel):
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
     em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
     random_pairs: int = Field(
-        200_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
+        100_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
     )
     max_pairs: int = Field(
         200_000, ge=1000, description="candidate pairs sampled to fit on: training time is bounded by this, not by N"
@@ -228,6 +228,10 @@ class DedupConfig(BaseModel):
     def _keys_name_known_columns(self) -> DedupConfig:
         if self.id_column in self.fields:
             raise ValueError(f"id column {self.id_column!r} cannot also be a field")
+        for column in [self.id_column, *self.fields, self.label_column or ""]:
+            if "\x00" in column:
+                # Arrow's C interface passes column names as C strings, which end at NUL
+                raise ValueError(f"column name {column!r} contains a NUL character, which Arrow cannot carry")
         return self
 
     @property

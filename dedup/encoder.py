@@ -119,8 +119,19 @@ class KindEncoder(nn.Module):
         nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        bag = self.bag(tokens)
-        return bag + self.mlp(bag)
+        # ragged: only the real token ids, with offsets (padding is most of a short value's
+        # row, and the bag would still walk it); an empty bag is the zero vector, as before
+        present = tokens != 0
+        offsets = torch.cumsum(present.sum(dim=1), 0) - present.sum(dim=1)
+        bag = self.bag(tokens[present], offsets)
+        if self.training:
+            return bag + self.mlp(bag)
+        # inference in float64: a value's embedding must not depend on the batch it came in or
+        # the threads that ran it (record ranges on Dask workers vs one process), or a cosine
+        # sitting on a level edge would land in a different level from run to run
+        bag = bag.double()
+        weights = {name: w.double() for name, w in self.mlp.named_parameters()}
+        return bag + torch.func.functional_call(self.mlp, weights, (bag,))
 
 
 class SiameseEncoder(nn.Module):
@@ -150,8 +161,10 @@ class SiameseEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, field: str) -> torch.Tensor:
         kind = self.fields[field].value
-        raw = self.towers[kind](tokens) * self.field_scale[self.field_index[field]]
-        return nn.functional.normalize(raw, dim=1, eps=1e-8)
+        tower = self.towers[kind](tokens)
+        raw = tower * self.field_scale[self.field_index[field]].to(tower.dtype)
+        unit = nn.functional.normalize(raw, dim=1, eps=1e-8)
+        return unit if self.training else unit.float()
 
 
 def encode_values(

@@ -32,7 +32,7 @@ from dedup.training import field_examples, train_encoder
 FORMAT_VERSION = 2
 CONFIDENT = 0.99  # self-training: pairs scored above this are positives, below 1-CONFIDENT hard negatives
 SYNTHETIC_PAIRS = 5000
-MIN_STEPS = 30
+MIN_STEPS = 20
 
 
 class DedupModel:
@@ -98,7 +98,8 @@ class DedupModel:
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
             embeddings = embed_records(encoder, normalised)  # once per encoder state: the costly part
             pairs = self._complete(rule_pairs, embeddings)
-            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
+            # provisional: it only has to pick the pairs self-training learns from
+            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng, random_share=0.25)
             # self-training: what the model is sure of teaches the encoder what real duplicates
             # (and real near-misses) look like in this data
             proba = combiner.predict_proba(compare_pairs(embeddings, statistics, pairs.left, pairs.right))
@@ -140,10 +141,12 @@ class DedupModel:
             for f in self.config.fields
         }
 
-    def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng) -> Combiner:
+    def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng, random_share: float = 1.0) -> Combiner:
         candidates = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
         seed = synthetic_duplicate_evidence(encoder, normalised, statistics, rng, SYNTHETIC_PAIRS)
         random, _ = self._random_evidence(embeddings, statistics, self._u_rows, rng, exclude=pairs)
+        if random_share < 1.0:
+            random = random.take(np.arange(int(len(random) * random_share)))
         n = self._total_records
         combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
         return combiner.fit_em(

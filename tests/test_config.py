@@ -64,3 +64,8 @@ def test_missing_required_key_and_bad_yaml() -> None:
         parse_config(GOOD.replace("id_column: unique_id", ""))
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("fields: [unclosed")
+
+
+def test_a_nul_in_a_column_name_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"column name 'ci\\x00ty' contains a NUL character"):
+        parse_config(GOOD.replace("city: text", '"ci\\0ty": text'))

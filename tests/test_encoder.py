@@ -40,3 +40,24 @@ def test_encode_field_unit_norm_shared_weights_and_nulls() -> None:
     assert (vectors[1] == 0).all()
     assert np.allclose(vectors[0], vectors[2])
     assert not np.allclose(vectors[0], vectors[3])
+
+
+def test_embeddings_do_not_depend_on_batch_or_threads() -> None:
+    """A record range on a one-thread Dask worker gets the bits the whole set gets on two threads:
+    a cosine on a level edge must not change level between runs."""
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz "))
+    values = pl.Series(["".join(rng.choice(letters, rng.integers(3, 20))) for _ in range(3000)])
+    encoder = SiameseEncoder({"a": FieldKind.name}, 2**12, 32, 24)
+    with torch.no_grad():  # a trained-looking MLP, not the zero-initialised residual
+        for p in encoder.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        whole = encode_field(encoder, values, "a")
+        torch.set_num_threads(1)
+        parts = [encode_field(encoder, values.slice(s, 701), "a", chunk=97) for s in range(0, 3000, 701)]
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(np.concatenate(parts), whole)

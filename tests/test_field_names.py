@@ -39,7 +39,9 @@ AWKWARD = [
     "is_match",
     "blocking_pass",
 ]
-NAMES = st.one_of(st.sampled_from(AWKWARD), st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != ""))
+NAMES = st.one_of(
+    st.sampled_from(AWKWARD), st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "" and "\x00" not in s)
+)
 
 
 def _records(id_column: str, fields: list[str]) -> pl.DataFrame:
