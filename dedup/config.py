@@ -166,7 +166,7 @@ class TrainingConfig(BaseModel):
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
     em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
     random_pairs: int = Field(
-        100_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
+        200_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
     )
     max_pairs: int = Field(
         200_000, ge=1000, description="candidate pairs sampled to fit on: training time is bounded by this, not by N"
