@@ -19,7 +19,7 @@ No tool sees the truth column. Printed per run: cluster pair precision / recall 
 F1, the largest cluster, seconds, and the model's estimated number of matching pairs beside the
 true number (Splink: probability two random records match x all pairs). Splink is scored at
 threshold 0.5 and, in ``F1 best``, at the best of 0.5/0.9/0.99 chosen with the truth (its
-optimistic figure, as in ``../shared/data/bench/README.md``).
+optimistic figure).
 """
 
 from __future__ import annotations
