@@ -15,8 +15,8 @@ import polars as pl
 from dedup.blocking import analyse_blocking, block, has_embedding_pass, record_vectors
 from dedup.config import load_config
 from dedup.errors import InputError
+from dedup.io import load_input
 from dedup.model import DedupModel
-from dedup.pipeline import load_input
 
 
 def blocking_report(

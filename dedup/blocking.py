@@ -38,7 +38,7 @@ from dedup.frequencies import words
 from dedup.normalise import normalise_expr
 
 if TYPE_CHECKING:
-    from dedup.scoring import FieldEmbeddings
+    from dedup.encoder import FieldEmbeddings
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from dedup.config import DedupConfig  # noqa: E402
+from dedup.evaluation import label_split  # noqa: E402  (the report's held-out entities)
 from dedup.io import replace_directory  # noqa: E402
 
 
@@ -104,9 +105,10 @@ def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> s
 
 
 def _precision_recall(pairs: pl.DataFrame, clusters: pl.DataFrame, config: DedupConfig, folder: Path) -> str:
-    from dedup.pipeline import label_split  # the same held-out entities as the report's metrics
 
-    clusters = clusters.filter(pl.Series(label_split(clusters[config.label_column], config.seed)))
+    clusters = clusters.filter(
+        pl.Series(label_split(clusters[config.label_column], config.seed, config.label_test_share))
+    )
     label = dict(
         zip(clusters[config.id_column].cast(pl.String), clusters[config.label_column].cast(pl.String), strict=True)
     )

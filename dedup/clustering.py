@@ -29,8 +29,6 @@ from scipy.sparse.csgraph import connected_components
 
 from dedup.config import ClusteringConfig
 
-LADDER = (0.8, 0.9, 0.95, 0.99)  # an edge scored >= 0.99 is never cut
-
 
 def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Component label (0..k-1) per record for the graph with the given edges."""
@@ -39,12 +37,11 @@ def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarra
     return labels
 
 
-SURE = LADDER[-1]
-
-
-def supported(n_records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, min_support: float):
+def supported(
+    n_records: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, min_support: float, sure: float
+) -> np.ndarray:
     """Which edges (all scored >= threshold) keep enough shared neighbours to stay (see module
-    docstring); edges scored ``SURE`` or more always stay. Repeated while cuts change the graph."""
+    docstring); edges scored ``sure`` or more always stay. Repeated while cuts change the graph."""
     keep = np.ones(len(left), dtype=bool)
     if min_support <= 0 or len(left) == 0:
         return keep
@@ -56,7 +53,7 @@ def supported(n_records: int, left: np.ndarray, right: np.ndarray, probability: 
         common = np.asarray(graph[a].multiply(graph[b]).sum(axis=1)).ravel()
         others = degree[a] + degree[b] - 2 - common  # neighbours of either, the two not counted
         support = np.where(others > 0, common / np.maximum(others, 1), 1.0)
-        weak = (support < min_support) & (probability[keep] < SURE)
+        weak = (support < min_support) & (probability[keep] < sure)
         if not weak.any():
             break
         keep[np.flatnonzero(keep)[weak]] = False
@@ -71,14 +68,15 @@ def density_split(
     threshold: float,
     min_density: float,
     min_support: float = 0.0,
+    ladder: tuple[float, ...] = ClusteringConfig().ladder,
 ) -> np.ndarray:
     """Weak bridges cut, then components, sparse ones re-split at stricter thresholds (see module
     docstring)."""
     keep = probability >= threshold
     edges = np.flatnonzero(keep)
-    keep[edges[~supported(n_records, left[edges], right[edges], probability[edges], min_support)]] = False
+    keep[edges[~supported(n_records, left[edges], right[edges], probability[edges], min_support, ladder[-1])]] = False
     labels = components(n_records, left[keep], right[keep])
-    for stricter in (t for t in LADDER if t > threshold):
+    for stricter in (t for t in ladder if t > threshold):
         sizes = np.bincount(labels)
         inside = keep & (labels[left] == labels[right])
         edges = np.bincount(labels[left[inside]], minlength=len(sizes))
@@ -103,7 +101,9 @@ def cluster_labels(
     if settings.method == "components":
         match = probability >= threshold
         return components(n_records, left[match], right[match])
-    return density_split(n_records, left, right, probability, threshold, settings.min_density, settings.min_support)
+    return density_split(
+        n_records, left, right, probability, threshold, settings.min_density, settings.min_support, settings.ladder
+    )
 
 
 def cluster_records(

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from dedup.scoring import PairEvidence
+from dedup.evidence import PairEvidence
 
 NULL_LEVEL = 0
 EXACT_LEVEL = 1

@@ -165,6 +165,12 @@ class TrainingConfig(BaseModel):
     margin: float = Field(1.4, gt=0, le=2.0, description="contrastive margin on euclidean distance")
     max_values: int = Field(20000, ge=10, description="distinct values sampled per field")
     em_iterations: int = Field(100, ge=1, description="EM iterations for the label-free combiner")
+    self_training_confidence: float = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="pairs scored above this teach the encoder as matches, below 1 - this as non-matches",
+    )
     random_pairs: int = Field(
         200_000, ge=100, description="random pairs: the non-match similarity (u) and the fuzzy level edges"
     )
@@ -183,6 +189,17 @@ class ClusteringConfig(BaseModel):
     min_support: float = Field(
         0.5, ge=0.0, le=1.0, description="share of neighbours an edge's two records must share, else it is cut"
     )
+    ladder: tuple[float, ...] = Field(
+        (0.8, 0.9, 0.95, 0.99),
+        description="stricter thresholds a sparse cluster is re-split at; an edge at or above the last is never cut",
+    )
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder_rises(cls, ladder: tuple[float, ...]) -> tuple[float, ...]:
+        if not ladder or list(ladder) != sorted(set(ladder)) or not all(0.0 < t < 1.0 for t in ladder):
+            raise ValueError("ladder must be rising probabilities between 0 and 1")
+        return ladder
 
 
 class DedupConfig(BaseModel):
@@ -195,6 +212,9 @@ class DedupConfig(BaseModel):
     blocking: tuple[BlockingPass, ...] | None = None  # None: passes chosen from the field kinds
     blocking_max_pairs: int = Field(50_000_000, ge=1, description="refuse a pass that would make more pairs")
     label_column: str | None = None
+    label_test_share: float = Field(
+        0.3, gt=0.0, lt=1.0, description="share of labelled entities held out of training for the report's metrics"
+    )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = 0
     clustering: ClusteringConfig = ClusteringConfig()

@@ -193,3 +193,36 @@ def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: 
     """Unit-norm embeddings ``(n, dim)`` float32 for one column; null values get zero vectors."""
     table, codes = encode_values(encoder, values, field, chunk)
     return table[codes]
+
+
+class FieldEmbeddings:
+    """Cached embeddings of every record, per field, stored once per distinct value.
+
+    ``tables[f]`` is ``(distinct + 1, dim)`` unit vectors with a zero row 0 for nulls, and
+    ``codes[f]`` (int32) is each record's row in it, so memory grows with distinct values, not
+    with records times dimensions.
+    """
+
+    def __init__(self, tables: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> None:
+        self.tables = tables
+        self.codes = codes
+
+    @classmethod
+    def from_dense(cls, vectors: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> FieldEmbeddings:
+        """From one vector per record (tests, small data)."""
+        tables, codes = {}, {}
+        for f, vec in vectors.items():
+            tables[f] = np.vstack([np.zeros((1, vec.shape[1]), np.float32), vec.astype(np.float32)])
+            codes[f] = np.where(nulls[f], 0, np.arange(1, len(vec) + 1)).astype(np.int32)
+        return cls(tables, codes)
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.tables)
+
+    def dense(self, field: str) -> np.ndarray:
+        """One vector per record (zeros for nulls): ``(records, dim)``."""
+        return self.tables[field][self.codes[field]]
+
+    def nulls(self, field: str) -> np.ndarray:
+        return self.codes[field] == 0

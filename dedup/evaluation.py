@@ -17,8 +17,42 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from dedup.config import DedupConfig
+from dedup.encoder import to_codepoints
 from dedup.errors import InputError
 from dedup.io import check_run_output, read_clusters
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def stable_hash(values: pl.Series, seed: int) -> np.ndarray:
+    """FNV-1a of each string's code points, seeded: the same on every machine and polars
+    version (``Series.hash`` promises neither), vectorised over the rows."""
+    strings = values.cast(pl.String).fill_null("")
+    width = max(int(strings.str.len_chars().max() or 0), 1)
+    codes, lengths = to_codepoints(strings, width)
+    h = np.full(len(strings), _FNV_OFFSET ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(width):
+            h = np.where(k < lengths, (h ^ codes[:, k].astype(np.uint64)) * _FNV_PRIME, h)
+        h = (h ^ lengths.astype(np.uint64)) * _FNV_PRIME
+    return h
+
+
+def label_split(labels: pl.Series, seed: int, test_share: float) -> np.ndarray:
+    """True for records whose entity is held out for testing; whole clusters stay together."""
+    return (stable_hash(labels, seed) % np.uint64(10_000)) < np.uint64(int(test_share * 10_000))
+
+
+def train_labels(records: pl.DataFrame, config: DedupConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Labels for training (held-out records masked to None) and the held-out mask."""
+    if not config.label_column:
+        return None, None
+    labels = records[config.label_column].cast(pl.String)
+    test = label_split(labels, config.seed, config.label_test_share)
+    train = labels.to_numpy().astype(object)
+    train[test] = None
+    return train, test
 
 
 def _prf(tp: float, predicted: float, actual: float) -> dict[str, float]:

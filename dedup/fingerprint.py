@@ -12,16 +12,21 @@ from functools import cache
 from pathlib import Path
 
 from dedup.config import DedupConfig, config_to_yaml
+from dedup.io import input_files
 
 _PACKAGE = Path(__file__).resolve().parent
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's content."""
+    """SHA-256 of a file's content (of a folder's Parquet parts: names and contents, in order)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
+    path = Path(path)
+    for part in input_files(path):
+        if part != path:
+            digest.update(part.name.encode() + b"\0")
+        with open(part, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -29,10 +34,21 @@ def config_digest(config: DedupConfig) -> str:
     return hashlib.sha256(config_to_yaml(config).encode()).hexdigest()
 
 
+LIBRARIES = ("torch", "numpy", "polars", "pyarrow", "recordlinkage", "scipy", "pandas")
+
+
 @cache
 def code_version() -> str:
-    """Hash of the dedup package's source: any code change invalidates cached stages."""
+    """Hash of the dedup package's source and the versions of the libraries that compute with
+    it: any change to either invalidates cached stages."""
+    from importlib.metadata import PackageNotFoundError, version
+
     digest = hashlib.sha256()
+    for name in LIBRARIES:
+        try:
+            digest.update(f"{name}=={version(name)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{name} missing\0".encode())
     for source in sorted(_PACKAGE.rglob("*.py")):
         digest.update(source.relative_to(_PACKAGE).as_posix().encode())
         digest.update(source.read_bytes())

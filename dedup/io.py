@@ -34,26 +34,52 @@ def _umask() -> int:
 
 
 def read_records(path: str | Path, config: DedupConfig) -> pl.DataFrame:
-    """Read a Parquet file and check it can be deduplicated with ``config``.
+    """Read the input (a Parquet file, a folder of Parquet parts, or a CSV file) and check it
+    can be deduplicated with ``config``.
 
     Returns the full table (every column, input row order) with the field columns cast to
     strings. Raises ``InputError`` naming the file, column or rows when the contract is broken.
     """
     path = check_input_file(path)
+    return validate_records(read_table(path), config, origin=str(path))
+
+
+def input_files(path: Path) -> list[Path]:
+    """The files an input path stands for: itself, or a folder's ``*.parquet`` parts in name order."""
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if p.is_file())
+    return [path]
+
+
+def is_csv(path: Path) -> bool:
+    return path.suffix.lower() in (".csv", ".tsv")
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    """The input as one table: CSV columns read as text (ids keep their leading zeros)."""
     try:
-        table = pl.read_parquet(path)
+        if is_csv(path):
+            return pl.read_csv(path, infer_schema=False, separator="\t" if path.suffix.lower() == ".tsv" else ",")
+        files = input_files(path)
+        return (
+            pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+            if len(files) > 1
+            else pl.read_parquet(files[0])
+        )
     except Exception as exc:  # polars raises several types for bad files
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    return validate_records(table, config, origin=str(path))
+        kind = "CSV" if is_csv(path) else "Parquet"
+        hint = "" if is_csv(path) or path.is_dir() else " (inputs are Parquet, a folder of Parquet parts, or .csv/.tsv)"
+        raise InputError(f"{path}: not a readable {kind} file ({type(exc).__name__}: {exc}){hint}") from None
 
 
 def check_input_file(path: str | Path) -> Path:
-    """The input path, if it is an existing file; else the error ``read_records`` would give."""
+    """The input path, if it is an existing file or a folder holding Parquet parts; else the
+    error ``read_records`` would give."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"input path is a directory, expected a Parquet file: {path}")
+    if path.is_dir() and not input_files(path):
+        raise InputError(f"input folder holds no .parquet files: {path}")
     return path
 
 
@@ -195,10 +221,13 @@ def prepare_output_dir(path: str | Path) -> Path:
 
 
 def count_rows(path: str | Path) -> int:
-    """Rows of a Parquet file, from its footer (no data read)."""
+    """Rows of the input: from the Parquet footers (no data read); a CSV is counted by polars."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(check_input_file(path)).metadata.num_rows
+    path = check_input_file(path)
+    if is_csv(path):
+        return pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item()
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in input_files(path))
 
 
 # ---- files passed between stages ------------------------------------------------------------
@@ -214,8 +243,8 @@ def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFram
     """
     path = Path(input_path)
     try:
-        stat = path.resolve().stat()
-        key: tuple | None = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, config.model_dump_json())
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in input_files(path)]
+        key: tuple | None = (str(path.resolve()), tuple(stats), config.model_dump_json())
     except OSError:
         key = None  # read_records gives the proper error
     if key is not None and key in _LOADED:

@@ -22,15 +22,15 @@ from dedup.blocking import CandidatePairs, add_embedding_passes, has_embedding_p
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, TrainingConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt_values
-from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
+from dedup.encoder import FieldEmbeddings, SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
+from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
-from dedup.scoring import LONG_TEXT_WORDS, FieldEmbeddings, PairEvidence, compare_pairs, embed_records
+from dedup.scoring import compare_pairs, embed_records
 from dedup.training import field_examples, train_encoder
 
 FORMAT_VERSION = 2
-CONFIDENT = 0.99  # self-training: pairs scored above this are positives, below 1-CONFIDENT hard negatives
 SYNTHETIC_PAIRS = 5000
 MIN_STEPS = 20
 
@@ -103,7 +103,8 @@ class DedupModel:
             # self-training: what the model is sure of teaches the encoder what real duplicates
             # (and real near-misses) look like in this data
             proba = combiner.predict_proba(compare_pairs(embeddings, statistics, pairs.left, pairs.right))
-            sure, unlike = proba >= CONFIDENT, proba < 1 - CONFIDENT
+            confident = settings.self_training_confidence
+            sure, unlike = proba >= confident, proba < 1 - confident
             examples = self._examples(
                 encoder,
                 normalised,

@@ -33,10 +33,12 @@ from dedup.blocking import (
 )
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig
+from dedup.encoder import FieldEmbeddings
+from dedup.evaluation import train_labels
 from dedup.frequencies import FieldStatistics, field_statistics
 from dedup.io import load_candidates, load_input, save_candidates, write_json, write_parquet, write_parquet_lazy
 from dedup.model import DedupModel
-from dedup.scoring import FieldEmbeddings, score_pairs
+from dedup.scoring import score_pairs
 
 RECORDS_PER_PART = 250_000
 PAIRS_PER_PART = 2_000_000
@@ -93,6 +95,16 @@ def merge_blocks(config: DedupConfig, part_paths: list[str | Path], dest: str | 
         [largest.get(i, 0) for i in range(len(config.passes))],
         [skipped.get(i) for i in range(len(config.passes))],
     )
+
+
+# ---- train ----------------------------------------------------------------------------------
+def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Path, model_dir: str | Path) -> Path:
+    """Train the encoder and combiner on the input (labels outside the held-out share, if any)
+    and save the model directory. One piece: it works on a bounded sample, whatever N is."""
+    records, normalised = load_input(input_path, config)
+    labels, _ = train_labels(records, config)
+    model = DedupModel(config).fit(normalised, load_candidates(candidates), labels)
+    return model.save(model_dir)
 
 
 # ---- encode ---------------------------------------------------------------------------------
@@ -187,7 +199,13 @@ def score_part(
     timings: dict[str, float] = {}
     fields = config.field_names
     scored = score_pairs(
-        model, records, load_embeddings(embeddings, fields), load_statistics(statistics, fields), pairs, timings
+        config.id_column,
+        model.combiner_,
+        records,
+        load_embeddings(embeddings, fields),
+        load_statistics(statistics, fields),
+        pairs,
+        timings,
     )
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
@@ -230,9 +248,11 @@ def score_files(pairs_path: str | Path) -> list[Path]:
     return [listing.parent / p for p in json.loads(listing.read_text())["parts"]]
 
 
-def cluster_parts(input_path: str | Path, config: DedupConfig, scores: list[Path], dest: str | Path) -> Path:
-    """Clusters from the edges at or above the threshold; confidence streamed over all scored pairs."""
+def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | Path, dest: str | Path) -> Path:
+    """Clusters from the edges at or above the threshold; confidence streamed over all scored
+    pairs: every input row with its cluster to ``dest/clusters.parquet``."""
     records, _ = load_input(input_path, config)
+    scores = score_files(pairs_path)
     edges = (
         pl.concat([pl.scan_parquet(p) for p in scores])
         .filter(pl.col("match_probability") >= config.threshold)

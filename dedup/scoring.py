@@ -10,55 +10,19 @@ pairs at a time with gathers and reductions (O(pairs), vectorised). The network 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import torch
 
 from dedup.blocking import CandidatePairs
-from dedup.encoder import SiameseEncoder, encode_values
+from dedup.combiner import Combiner
+from dedup.encoder import FieldEmbeddings, SiameseEncoder, encode_values
+from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, token_similarity
 from dedup.progress import progress
 
-if TYPE_CHECKING:
-    from dedup.model import DedupModel
-
 PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
-
-
-class FieldEmbeddings:
-    """Cached embeddings of every record, per field, stored once per distinct value.
-
-    ``tables[f]`` is ``(distinct + 1, dim)`` unit vectors with a zero row 0 for nulls, and
-    ``codes[f]`` (int32) is each record's row in it, so memory grows with distinct values, not
-    with records times dimensions.
-    """
-
-    def __init__(self, tables: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> None:
-        self.tables = tables
-        self.codes = codes
-
-    @classmethod
-    def from_dense(cls, vectors: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> FieldEmbeddings:
-        """From one vector per record (tests, small data)."""
-        tables, codes = {}, {}
-        for f, vec in vectors.items():
-            tables[f] = np.vstack([np.zeros((1, vec.shape[1]), np.float32), vec.astype(np.float32)])
-            codes[f] = np.where(nulls[f], 0, np.arange(1, len(vec) + 1)).astype(np.int32)
-        return cls(tables, codes)
-
-    @property
-    def fields(self) -> list[str]:
-        return list(self.tables)
-
-    def dense(self, field: str) -> np.ndarray:
-        """One vector per record (zeros for nulls): ``(records, dim)``."""
-        return self.tables[field][self.codes[field]]
-
-    def nulls(self, field: str) -> np.ndarray:
-        return self.codes[field] == 0
 
 
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
@@ -95,38 +59,6 @@ def pair_similarities(
     return out.T
 
 
-@dataclass(frozen=True)
-class PairEvidence:
-    """What the combiner weighs, per pair and field (arrays ``(pairs, fields)``).
-
-    ``sims``: cosine of the two values' embeddings, NaN where either is null; ``tokens``: the
-    IDF-weighted word cosine for text fields, NaN elsewhere or where either has no words;
-    ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the
-    chance another record shares that value (term frequency), NaN otherwise; ``long``: both text
-    values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``).
-    """
-
-    sims: np.ndarray
-    tokens: np.ndarray
-    exact: np.ndarray
-    frequency: np.ndarray
-    long: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.sims.shape[0])
-
-    def take(self, index: np.ndarray) -> PairEvidence:
-        return PairEvidence(*(getattr(self, a)[index] for a in _ARRAYS))
-
-    @classmethod
-    def concat(cls, parts: list[PairEvidence]) -> PairEvidence:
-        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in _ARRAYS))
-
-
-_ARRAYS = ("sims", "tokens", "exact", "frequency", "long")
-LONG_TEXT_WORDS = 4
-
-
 def compare_pairs(
     embeddings: FieldEmbeddings, statistics: FieldStatistics, left: np.ndarray, right: np.ndarray
 ) -> PairEvidence:
@@ -153,7 +85,8 @@ def compare_pairs(
 
 
 def score_pairs(
-    model: DedupModel,
+    id_col: str,
+    combiner: Combiner,
     records: pl.DataFrame,
     embeddings: FieldEmbeddings,
     statistics: FieldStatistics,
@@ -165,17 +98,16 @@ def score_pairs(
     Per pair: ids, ``match_probability``, ``match_weight`` (log2 odds), per field ``sim_<f>`` (cosine
     of the embeddings, 1 for equal values, null if either value is missing), for text fields
     ``tok_<f>`` (IDF-weighted word cosine), ``bf_<f>`` (that field's contribution to the log2
-    odds, 0 for nulls), and the blocking pass. ``match_weight`` = the model's prior weight
+    odds, 0 for nulls), and the blocking pass. ``match_weight`` = the combiner's prior weight
     (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that records
     identical on every field are floored at 30 bits.
     """
-    id_col = model.config.id_column
     start = time.perf_counter()
     evidence = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
     if timings is not None:
         timings["similarities"] = round(time.perf_counter() - start, 4)
     ids = records[id_col]
-    contributions, match_weight, probability = model.combiner_.score(evidence)
+    contributions, match_weight, probability = combiner.score(evidence)
     fields = embeddings.fields
     frame = pl.DataFrame(
         {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -18,17 +17,13 @@ import polars as pl
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from dedup import parts, pipeline, registry
+from dedup import graph, parts
 from dedup.config import DedupConfig, load_config
-from dedup.fingerprint import config_digest, file_digest, stage_key
-from dedup.io import check_input_file
+from dedup.graph import Partitioning
 from dedup.summary import largest_clusters, report_markdown
-from flows.runners import task_runner
-from flows.tasks import Partitioning, StageClock, block, cluster, report, score, train
-
-
-def _model_fingerprint(model_dir: str | Path) -> str:
-    return json.loads((Path(model_dir) / "meta.json").read_text())["encoder_sha256"]
+from dedup.threads import share
+from flows.runners import LOCAL_THREADS, task_runner
+from flows.tasks import PrefectExecutor
 
 
 def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path) -> None:
@@ -85,7 +80,8 @@ def deduplicate(
     """
     partitioning = Partitioning(block_partitions, records_per_part, pairs_per_part)
     stages = run_stages.with_options(task_runner=task_runner(runner, dask_address))
-    result = stages(input_path, config_path, output, models_dir, model_name, retrain, model, partitioning)
+    threads = share(LOCAL_THREADS) if runner == "local" else 0  # 0: each Dask worker decides
+    result = stages(input_path, config_path, output, models_dir, model_name, retrain, model, partitioning, threads)
     publish_artifacts(result, load_config(config_path), Path(output))  # on this run, where the UI looks
     return result
 
@@ -100,48 +96,23 @@ def run_stages(
     retrain: bool,
     model: str | None,
     partitioning: Partitioning,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """The stages in order, on the task runner the ``deduplicate`` flow chose."""
-    logger = get_run_logger()
-    config = load_config(config_path)
-    layout = pipeline.start(output)
-    clock = StageClock()
-    input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
-    candidates = clock("block", block, input_path, config, str(layout.stages / f"block-{input_key}"), partitioning)
-
-    publish_model = False
-    if model is not None:
-        model_dir = model
-    elif models_dir and not retrain and (found := registry.latest(models_dir, model_name)) is not None:
-        model_dir = str(found)
-        logger.info("using model %s", model_dir)
-    else:
-        train_key = stage_key("train", input_key)
-        trained = clock("train", train, input_path, config, candidates, str(layout.stages / f"train-{train_key}"))
-        if models_dir:
-            model_dir = str(registry.register(models_dir, model_name, trained, train_key))
-            logger.info("registered model %s", model_dir)
-        else:
-            model_dir, publish_model = trained, True
-
-    score_key = stage_key("score", input_key, _model_fingerprint(model_dir))
-    score_dir = str(layout.stages / f"score-{score_key}")
-    pairs = clock("score", score, input_path, config, model_dir, candidates, score_dir, partitioning)
-    cluster_key = stage_key("cluster", score_key)
-    clusters = clock("cluster", cluster, input_path, config, pairs, str(layout.stages / f"cluster-{cluster_key}"))
-
-    files = pipeline.StageFiles(Path(candidates), Path(pairs), Path(clusters), Path(model_dir), publish_model)
-    result = report(input_path, config, str(layout.output), clock.seconds, files)
-    counts = result["counts"]
-    logger.info(
-        "%d records -> %d clusters (%d with duplicates, largest %d); wrote %s",
-        counts["records"],
-        counts["clusters"],
-        counts["duplicate_clusters"],
-        counts["largest_cluster"],
-        layout.output,
+    """The stage graph, a task per piece, on the task runner the ``deduplicate`` flow chose,
+    each piece on ``threads`` torch threads."""
+    return graph.deduplicate(
+        input_path,
+        load_config(config_path),
+        output,
+        PrefectExecutor(threads),
+        partitioning,
+        model=model,
+        models_dir=models_dir,
+        model_name=model_name,
+        retrain=retrain,
+        keep_stages=True,  # the next run on the same input reuses them
+        logger=get_run_logger(),
     )
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:

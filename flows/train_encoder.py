@@ -15,9 +15,11 @@ from prefect import flow, get_run_logger
 
 from dedup import registry
 from dedup.config import load_config
-from dedup.fingerprint import config_digest, file_digest, stage_key
-from dedup.io import check_input_file, prepare_output_dir
-from flows.tasks import Partitioning, StageClock, block, train
+from dedup.fingerprint import stage_key
+from dedup.graph import StageClock, candidates_and_model
+from dedup.io import prepare_output_dir
+from dedup.threads import share
+from flows.tasks import PrefectExecutor
 
 
 @flow(name="train-encoder", log_prints=True)
@@ -31,12 +33,10 @@ def train_encoder(
     logger = get_run_logger()
     config = load_config(config_path)
     stages = prepare_output_dir(Path(models_dir) / model_name / ".stages")
-    clock = StageClock()
-    input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
-    candidates = clock("block", block, input_path, config, str(stages / f"block-{input_key}"), Partitioning())
-    train_key = stage_key("train", input_key)
-    trained = clock("train", train, input_path, config, candidates, str(stages / f"train-{train_key}"))
-    version = registry.register(models_dir, model_name, trained, train_key)
+    clock = StageClock(logger)
+    input_key, _, trained = candidates_and_model(input_path, config, stages, PrefectExecutor(share()), clock)
+    assert trained is not None
+    version = registry.register(models_dir, model_name, trained, stage_key("train", input_key))
     logger.info("model %s is now LATEST for %r", version, model_name)
     return str(version)
 

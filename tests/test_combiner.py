@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dedup.combiner import EXACT_LEVEL, Combiner
-from dedup.scoring import PairEvidence
+from dedup.evidence import PairEvidence
 
 FIELDS = ["a", "b", "c"]
 

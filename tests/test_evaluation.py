@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dedup.evaluation import cluster_metrics, evaluate_frames, pair_metrics
+from dedup.evaluation import cluster_metrics, evaluate_frames, label_split, pair_metrics, stable_hash
 
 
 def test_cluster_metrics_by_hand() -> None:
@@ -32,3 +32,24 @@ def test_evaluate_frames_joins_by_id() -> None:
     pairs = pl.DataFrame({"id_l": ["a", "b"], "id_r": ["b", "c"], "is_match": [True, False]})
     m = evaluate_frames(clusters["id"], clusters["cluster_id"], pairs, "id", pl.Series(["x", "x", "y"]))
     assert m["cluster_pairs"]["f1"] == 1.0 and m["pairwise"]["f1"] == 1.0
+
+
+def _fnv_reference(text: str, seed: int) -> int:
+    """FNV-1a over code points, one at a time, with the length mixed in last: plain Python."""
+    mask = (1 << 64) - 1
+    h = 0xCBF29CE484222325 ^ seed
+    for ch in text:
+        h = ((h ^ ord(ch)) * 0x100000001B3) & mask
+    return ((h ^ len(text)) * 0x100000001B3) & mask
+
+
+def test_the_held_out_split_hash_is_fixed_arithmetic_not_a_library_promise() -> None:
+    labels = pl.Series(["a", "entity-17", "名前", "", "x" * 70, None])
+    expected = [_fnv_reference(t or "", 5) for t in labels.to_list()]
+    assert stable_hash(labels, 5).tolist() == expected
+    assert stable_hash(labels, 6).tolist() != expected
+    # whole entities stay together, and about the asked share is held out
+    many = pl.Series([f"e{i // 3}" for i in range(30_000)])
+    held = label_split(many, 0, 0.3)
+    assert pl.DataFrame({"e": many, "h": held}).group_by("e").agg(pl.col("h").n_unique())["h"].max() == 1
+    assert abs(held.mean() - 0.3) < 0.02

@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
-from dedup import pipeline, registry
+from dedup import parts, registry
 from dedup.pipeline import run
 from flows.deduplicate import deduplicate
 from flows.train_encoder import train_encoder
@@ -52,7 +52,7 @@ def test_rerun_reuses_training_and_resumes_after_failure(
         raise RuntimeError("worker lost while clustering")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "cluster_stage", crash)
+        patch.setattr(parts, "cluster_part", crash)
         failed = deduplicate(str(febrl1_file), str(tiny_config_file), str(out), return_state=True)
     assert failed.is_failed() and not (out / "clusters.parquet").exists()
     finished = _done_markers(out)

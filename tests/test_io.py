@@ -7,7 +7,7 @@ import pytest
 
 from dedup.config import parse_config
 from dedup.errors import InputError, OutputError
-from dedup.io import prepare_output_dir, read_records, replace_directory, write_parquet
+from dedup.io import count_rows, prepare_output_dir, read_records, replace_directory, write_parquet
 
 CONFIG = parse_config("""
 id_column: id
@@ -103,3 +103,22 @@ def test_output_dir_that_is_a_file_or_cannot_be_created(tmp_path: Path) -> None:
         prepare_output_dir(tmp_path / "out")
     with pytest.raises(OutputError, match=f"cannot create output directory {tmp_path / 'out' / 'sub'}"):
         prepare_output_dir(tmp_path / "out" / "sub")  # a file in the way: unwritable even for root
+
+
+def test_csv_and_a_folder_of_parquet_parts_read_as_the_same_table(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"id": ["007", "008", "009"], "name": ["a", "b", None], "age": ["30", "31", "32"]})
+    frame.write_csv(tmp_path / "in.csv")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    frame.slice(0, 2).write_parquet(parts / "part-0.parquet")
+    frame.slice(2, 1).write_parquet(parts / "part-1.parquet")
+    from_csv = read_records(tmp_path / "in.csv", CONFIG)
+    assert from_csv["id"].to_list() == ["007", "008", "009"]  # ids read as text keep their zeros
+    assert from_csv.equals(read_records(parts, CONFIG))
+    assert count_rows(tmp_path / "in.csv") == count_rows(parts) == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="input folder holds no .parquet files"):
+        read_records(tmp_path / "empty", CONFIG)
+    (tmp_path / "bad.parquet").write_text("id,name\n1,a\n")
+    with pytest.raises(InputError, match=r"not a readable Parquet file .*\.csv/\.tsv"):
+        read_records(tmp_path / "bad.parquet", CONFIG)

@@ -85,7 +85,7 @@ def test_pair_ranges_and_edges_give_the_unpartitioned_scores_and_clusters(
     assert pairs.height == total and len(scored) == -(-total // 700)
     assert not any(p.pairs.exists() for p in scored)  # merged, then removed
 
-    clusters = pl.read_parquet(parts.cluster_parts(febrl1_file, config, parts.score_files(pairs_path), tmp_path))
+    clusters = pl.read_parquet(parts.cluster_part(febrl1_file, config, pairs_path, tmp_path))
     everything = load_candidates(candidates)
     expected = cluster_records(
         records,

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dedup import pipeline
+from dedup import parts
 from dedup.config import DedupConfig
 from dedup.pipeline import run
 
@@ -61,14 +61,14 @@ def test_failed_run_leaves_previous_output_untouched(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("killed while clustering")
 
-    monkeypatch.setattr(pipeline, "cluster_stage", crash)
+    monkeypatch.setattr(parts, "cluster_part", crash)
     changed = tiny_config.model_copy(update={"seed": 7})  # a different model would be trained
     with pytest.raises(RuntimeError, match="killed"):
         run(source, changed, out)
-    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".work" not in p.parts}
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".stages" not in p.parts}
     assert after == before  # clusters, pairs, report and model all from the good run
 
     monkeypatch.undo()
     run(source, tiny_config, out)  # the next run clears the leftovers and succeeds
-    assert not (out / ".work").exists()
+    assert not (out / ".stages").exists()
     assert (out / "clusters.parquet").read_bytes() == before[Path("clusters.parquet")]

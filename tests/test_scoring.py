@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dedup.scoring import FieldEmbeddings, pair_similarities
+from dedup.encoder import FieldEmbeddings
+from dedup.scoring import pair_similarities
 
 
 def test_similarities_are_gathered_dot_products_with_nulls() -> None:

@@ -1,0 +1,44 @@
+"""Pair evidence: what the combiner weighs for each candidate pair and field.
+
+Computed by the score stage (``dedup.scoring.compare_pairs``) from cached embeddings and value
+statistics; read by the combiner (``dedup.combiner``) to learn and apply match weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LONG_TEXT_WORDS = 4  # text values with at least this many words are "long": their words decide
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """What the combiner weighs, per pair and field (arrays ``(pairs, fields)``).
+
+    ``sims``: cosine of the two values' embeddings, NaN where either is null; ``tokens``: the
+    IDF-weighted word cosine for text fields, NaN elsewhere or where either has no words;
+    ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the
+    chance another record shares that value (term frequency), NaN otherwise; ``long``: both text
+    values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``).
+    """
+
+    sims: np.ndarray
+    tokens: np.ndarray
+    exact: np.ndarray
+    frequency: np.ndarray
+    long: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.sims.shape[0])
+
+    def take(self, index: np.ndarray) -> PairEvidence:
+        return PairEvidence(*(getattr(self, a)[index] for a in _ARRAYS))
+
+    @classmethod
+    def concat(cls, parts: list[PairEvidence]) -> PairEvidence:
+        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in _ARRAYS))
+
+
+_ARRAYS = ("sims", "tokens", "exact", "frequency", "long")

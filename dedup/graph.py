@@ -1,0 +1,284 @@
+"""The stage graph: the one declaration of the stages, their pieces and their cache keys.
+
+read -> block (a piece per pass and key partition, then their union) -> train (unless a model is
+given) -> score (encode a piece per record range, complete the candidates with the model's
+embedding neighbours, value statistics, score a piece per pair range) -> cluster -> report.
+
+An ``Executor`` decides where pieces run: ``InProcess`` runs them one after another here (the
+CLI, notebooks, ``dedup.pipeline.run``); the Prefect flow passes one that makes each piece a task
+on threads or on Dask (``flows/tasks.py``). Both run this code, so their results are the same.
+
+Each stage writes into ``OUTPUT/.stages/<stage>-<key>/``; the key hashes everything the result
+depends on (input bytes, config, code and library versions, the model; ``dedup.fingerprint``).
+A ``DONE`` marker is written last, so a rerun after a failure resumes from the last finished
+stage and a rerun on unchanged input reuses them. Pieces exchange file paths only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from dedup import parts, registry
+from dedup.config import DedupConfig
+from dedup.fingerprint import config_digest, file_digest, stage_key
+from dedup.io import check_input_file, count_rows, load_input, prepare_output_dir
+from dedup.report import Layout, StageFiles, report_stage
+from dedup.threads import limited, share
+
+T = TypeVar("T")
+DONE = "DONE"
+log = logging.getLogger("dedup")
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """How finely blocking and scoring are cut into pieces (results do not depend on it)."""
+
+    block_partitions: int = 1  # hash partitions per blocking pass
+    records_per_part: int = parts.RECORDS_PER_PART
+    pairs_per_part: int = parts.PAIRS_PER_PART
+
+
+DEFAULT_PIECES = Partitioning()
+
+
+class Executor(Protocol):
+    """Runs a stage's pieces: ``map`` calls ``fn(*args)`` for each ``args`` and returns the
+    results in order."""
+
+    def map(self, stage: str, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]: ...
+
+
+class InProcess:
+    """Every piece here, one after another, on all the cores this process may use (or
+    ``DEDUP_THREADS``)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def map(self, stage: str, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+        with limited(self.threads or share()):
+            return [fn(*args) for args in calls]
+
+
+def _one(executor: Executor, stage: str, fn: Callable[..., T], *args: Any) -> T:
+    return executor.map(stage, fn, [args])[0]
+
+
+@dataclass
+class StageClock:
+    """Wall time per stage for the report, and a log line as each one starts and ends."""
+
+    logger: logging.Logger | logging.LoggerAdapter = log
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        self.logger.info("%s: started", name)
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+            self.logger.info("%s: done in %.2fs", name, self.seconds[name])
+
+
+def _finished(dest: Path, result: Path, logger: logging.Logger | logging.LoggerAdapter) -> bool:
+    if (dest / DONE).is_file() and result.exists():
+        logger.info("%s: reusing the finished result", dest.name)
+        return True
+    return False
+
+
+def _mark_done(dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / DONE).write_text(json.dumps({"finished": time.time()}))
+
+
+# ---- the stages -----------------------------------------------------------------------------
+def block(
+    input_path: str, config: DedupConfig, dest: Path, executor: Executor, partitioning: Partitioning, logger=log
+) -> Path:
+    """Candidate pairs of the rule passes: a piece per (pass, key partition), then their union."""
+    result = dest / "candidates.parquet"
+    if _finished(dest, result, logger):
+        return result
+    k = partitioning.block_partitions
+    calls = [
+        (input_path, config, i, part, k, str(dest / "blocks")) for i in range(len(config.passes)) for part in range(k)
+    ]
+    pieces = executor.map("block", parts.block_part, calls)
+    merged = _one(executor, "block", parts.merge_blocks, config, [str(p) for p in pieces], str(dest))
+    for piece in pieces:  # merged: the pairs go, each piece's small side file (block size) stays
+        Path(piece).unlink(missing_ok=True)
+    _mark_done(dest)
+    return Path(merged)
+
+
+def train(input_path: str, config: DedupConfig, candidates: Path, dest: Path, executor: Executor, logger=log) -> Path:
+    """The encoder and combiner, trained on the input, saved to ``dest/model``."""
+    model = dest / "model"
+    if not _finished(dest, model, logger):
+        _one(executor, "train", parts.train_part, input_path, config, str(candidates), str(model))
+        _mark_done(dest)
+    return model
+
+
+def score(
+    input_path: str,
+    config: DedupConfig,
+    model_dir: Path,
+    candidates: Path,
+    dest: Path,
+    executor: Executor,
+    partitioning: Partitioning,
+    logger=log,
+) -> Path:
+    """Encode (a piece per record range), complete the candidates, score (a piece per pair range)."""
+    result = dest / "pairs.parquet"
+    if _finished(dest, result, logger):
+        return result
+    model, where = str(model_dir), str(dest)
+    record_ranges = parts.ranges(count_rows(input_path), partitioning.records_per_part)
+    embeddings = [
+        str(p)
+        for p in executor.map(
+            "encode",
+            parts.encode_part,
+            [(input_path, config, model, a, b, str(dest / "embeddings")) for a, b in record_ranges],
+        )
+    ]
+    completed = str(
+        _one(executor, "score", parts.complete_candidates, config, model, str(candidates), embeddings, where)
+    )
+    statistics = str(_one(executor, "score", parts.statistics_part, input_path, config, where))
+    pair_ranges = parts.ranges(parts.candidate_count(completed), partitioning.pairs_per_part)
+    calls = [
+        (input_path, config, model, completed, embeddings, statistics, a, b, str(dest / "scores"))
+        for a, b in pair_ranges
+    ]
+    scored = executor.map("score", parts.score_part, calls)
+    pairs = Path(_one(executor, "score", parts.merge_scores, scored, where))
+    _mark_done(dest)
+    return pairs
+
+
+def cluster(input_path: str, config: DedupConfig, pairs: Path, dest: Path, executor: Executor, logger=log) -> Path:
+    result = dest / "clusters.parquet"
+    if not _finished(dest, result, logger):
+        _one(executor, "cluster", parts.cluster_part, input_path, config, str(pairs), str(dest))
+        _mark_done(dest)
+    return result
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    return json.loads((Path(model_dir) / "meta.json").read_text())["encoder_sha256"]
+
+
+# ---- whole jobs ------------------------------------------------------------------------------
+def candidates_and_model(
+    input_path: str,
+    config: DedupConfig,
+    stages: Path,
+    executor: Executor,
+    clock: StageClock,
+    partitioning: Partitioning = DEFAULT_PIECES,
+    train_model: bool = True,
+) -> tuple[str, Path, Path | None]:
+    """Block, then (if ``train_model``) train: ``(input key, candidates, trained model or None)``."""
+    input_key = stage_key("block", file_digest(check_input_file(input_path)), config_digest(config))
+    candidates = clock(
+        "block", block, input_path, config, stages / f"block-{input_key}", executor, partitioning, clock.logger
+    )
+    trained = None
+    if train_model:
+        train_dir = stages / f"train-{stage_key('train', input_key)}"
+        trained = clock("train", train, input_path, config, candidates, train_dir, executor, clock.logger)
+    return input_key, candidates, trained
+
+
+def deduplicate(
+    input_path: str | Path,
+    config: DedupConfig,
+    output: str | Path,
+    executor: Executor | None = None,
+    partitioning: Partitioning = DEFAULT_PIECES,
+    model: str | Path | None = None,
+    models_dir: str | Path | None = None,
+    model_name: str = "default",
+    retrain: bool = False,
+    keep_stages: bool = False,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> dict[str, Any]:
+    """Deduplicate ``input_path`` into ``output``; returns the report (also written there).
+
+    The model is ``model`` if given; else the latest version of ``model_name`` under
+    ``models_dir`` unless ``retrain``; else one trained on the input (registered as a new version
+    when ``models_dir`` is set, otherwise published to ``OUTPUT/model``). ``keep_stages`` keeps
+    the stage results as a cache for the next run (the flow); otherwise they are moved into
+    place and removed.
+    """
+    executor = executor or InProcess()
+    input_path = str(input_path)
+    layout = Layout(prepare_output_dir(output))
+    shutil.rmtree(layout.work, ignore_errors=True)  # what a run of an older version left
+    clock = StageClock(logger)
+    clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
+    found = None
+    if model is None and models_dir and not retrain:
+        found = registry.latest(models_dir, model_name)
+        if found is not None:
+            logger.info("using model %s", found)
+    train_model = model is None and found is None
+    input_key, candidates, trained = candidates_and_model(
+        input_path, config, layout.stages, executor, clock, partitioning, train_model
+    )
+    publish_model = False
+    if model is not None:
+        model_dir = Path(model)
+    elif found is not None:
+        model_dir = found
+    elif models_dir:
+        model_dir = registry.register(models_dir, model_name, trained, stage_key("train", input_key))
+        logger.info("registered model %s", model_dir)
+    else:
+        model_dir, publish_model = trained, True
+    score_key = stage_key("score", input_key, model_fingerprint(model_dir))
+    pairs = clock(
+        "score",
+        score,
+        input_path,
+        config,
+        model_dir,
+        candidates,
+        layout.stages / f"score-{score_key}",
+        executor,
+        partitioning,
+        logger,
+    )
+    cluster_dir = layout.stages / f"cluster-{stage_key('cluster', score_key)}"
+    clusters = clock("cluster", cluster, input_path, config, pairs, cluster_dir, executor, logger)
+    files = StageFiles(candidates, pairs, clusters, model_dir, publish_model)
+    start = time.perf_counter()
+    report = _one(
+        executor, "report", report_stage, input_path, config, str(layout.output), clock.seconds, files, keep_stages
+    )
+    if not keep_stages:  # the results were moved into place; what an earlier failed run left goes too
+        shutil.rmtree(layout.stages, ignore_errors=True)
+    counts = report["counts"]
+    logger.info(
+        "%d records -> %d clusters (%d with duplicates, largest %d) in %.1fs of report; wrote %s",
+        counts["records"],
+        counts["clusters"],
+        counts["duplicate_clusters"],
+        counts["largest_cluster"],
+        time.perf_counter() - start,
+        layout.output,
+    )
+    return report

@@ -1,0 +1,203 @@
+"""Report stage: counts, blocking passes, timings, fit diagnostics and (with labels) held-out
+metrics; then the finished outputs are put in place.
+
+``publish`` moves the stage results into ``OUTPUT/`` (each file by an atomic rename, the report
+last), so a failed run never mixes new files with old ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dedup.blocking import CandidatePairs
+from dedup.charts import write_charts
+from dedup.clustering import input_renames
+from dedup.combiner import Combiner
+from dedup.config import DedupConfig
+from dedup.evaluation import evaluate_frames, train_labels
+from dedup.io import (
+    copy_file,
+    largest_blocks,
+    load_candidates,
+    load_input,
+    replace_directory,
+    skipped_passes,
+    swap_directory,
+    write_json,
+)
+from dedup.summary import largest_clusters
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one run's files live."""
+
+    output: Path
+
+    @property
+    def work(self) -> Path:
+        """Scratch space of versions before the stage graph; removed when a run starts."""
+        return self.output / ".work"
+
+    @property
+    def stages(self) -> Path:
+        """Content-addressed stage results the Prefect flow reuses across runs."""
+        return self.output / ".stages"
+
+    @property
+    def model(self) -> Path:
+        """Where the run's model is published."""
+        return self.output / "model"
+
+
+def scored_candidates(pairs_path: str | Path, candidates: str | Path) -> Path:
+    """The candidates the score stage used: completed by embedding passes if it wrote them."""
+    completed = Path(pairs_path).with_name("candidates.parquet")
+    return completed if completed.exists() else Path(candidates)
+
+
+@dataclass(frozen=True)
+class StageFiles:
+    """The files one run's stages produced (under ``.work/`` for the CLI, ``.stages/`` for the flow)."""
+
+    candidates: Path
+    pairs: Path
+    clusters: Path
+    model: Path
+    publish_model: bool  # True when the model was trained by this run and belongs in OUTPUT/model
+
+
+def report_stage(
+    input_path: str | Path,
+    config: DedupConfig,
+    output: str | Path,
+    timings: dict[str, float],
+    files: StageFiles,
+    keep_sources: bool = False,
+) -> dict[str, Any]:
+    """Counts, blocking passes, timings and (with labels) held-out metrics; publishes the run.
+
+    ``keep_sources`` copies the stage files into place instead of moving them (the flow keeps
+    them as its cache).
+    """
+    layout = Layout(Path(output))
+    records, _ = load_input(input_path, config)
+    pairs = load_candidates(scored_candidates(files.pairs, files.candidates))
+    id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
+    scored = pl.read_parquet(files.pairs, columns=[id_l, id_r, "is_match"])  # all the report needs
+    clusters = pl.read_parquet(files.clusters)
+    inner_path = files.pairs.with_name("score_timings.json")
+    inner = json.loads(inner_path.read_text()) if inner_path.exists() else {}
+    if "encode" in inner:  # the score stage encodes first: report the two parts separately
+        timings = {**timings, "encode": inner["encode"]}
+        if "score" in timings:
+            timings["score"] = round(max(timings["score"] - inner["encode"], 0.0), 4)
+    report = summarise(config, records, pairs, scored, clusters, timings, largest_blocks(files.candidates))
+    for entry, reason in zip(report["blocking"], skipped_passes(files.candidates) or [], strict=False):
+        if reason:
+            entry["skipped"] = reason
+    report["score_breakdown_seconds"] = inner
+    report["input"] = str(input_path)
+    report["model"] = str(layout.model if files.publish_model else files.model)
+    combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
+    report["prior_weight_bits"] = combiner.prior_weight()
+    report["model_fit"] = combiner.fit_report_.to_dict()
+    report["renamed_input_columns"] = input_renames(records.columns)
+    report["largest_clusters"] = largest_clusters(
+        clusters, config.field_names, count=10, renames=report["renamed_input_columns"]
+    )
+    publish(layout, report, files, keep_sources)
+    write_charts(layout.output, config)
+    return report
+
+
+def publish(layout: Layout, report: dict[str, Any], files: StageFiles, keep_sources: bool) -> None:
+    """Put the finished outputs in place (each by an atomic rename), the report last, then clean up."""
+    if files.publish_model:
+        if keep_sources:
+            replace_directory(lambda tmp: shutil.copytree(files.model, tmp, dirs_exist_ok=True), layout.model)
+        else:
+            swap_directory(files.model, layout.model)
+    for source, name in ((files.pairs, "pairs.parquet"), (files.clusters, "clusters.parquet")):
+        if keep_sources:
+            copy_file(source, layout.output / name)
+        else:
+            os.replace(source, layout.output / name)
+    write_json(report, layout.output / "report.json")
+    shutil.rmtree(layout.work, ignore_errors=True)
+
+
+def summarise(
+    config: DedupConfig,
+    records: pl.DataFrame,
+    pairs: CandidatePairs,
+    scored: pl.DataFrame,
+    clusters: pl.DataFrame,
+    timings: dict[str, float],
+    blocks: list[int] | None = None,
+) -> dict[str, Any]:
+    """The report's content."""
+    sizes = clusters.select("cluster_id", "cluster_size").unique()
+    first = np.bincount(pairs.pass_index, minlength=len(pairs.pass_names))
+    report: dict[str, Any] = {
+        "counts": {
+            "records": records.height,
+            "candidate_pairs": len(pairs),
+            "matches": int(scored["is_match"].sum()),
+            "clusters": sizes.height,
+            "duplicate_clusters": int((sizes["cluster_size"] > 1).sum()),
+            "records_in_duplicate_clusters": int((clusters["cluster_size"] > 1).sum()),
+            "largest_cluster": int(sizes["cluster_size"].max()),
+        },
+        "threshold": config.threshold,
+        "blocking": [
+            {"pass": name, "pairs": int(count), "new_pairs": int(new), "largest_block": block_size}
+            for name, count, new, block_size in zip(
+                pairs.pass_names, pairs.pass_counts, first, blocks or [None] * len(first), strict=False
+            )
+        ],
+        "blocking_summary": {
+            "candidate_pairs": len(pairs),
+            "pairs_per_record": round(len(pairs) / max(records.height, 1), 4),
+            "reduction_ratio": 1 - len(pairs) / max(records.height * (records.height - 1) / 2, 1),
+        },
+        "timings_seconds": dict(timings),
+    }
+    if config.label_column:
+        _, test = train_labels(records, config)
+        held = pl.Series(test)
+        held_ids = records[config.id_column].filter(held)  # clusters rows are the input's, in order
+        id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
+        test_ids = held_ids.implode()
+        held_pairs = scored.filter(pl.col(id_l).is_in(test_ids) & pl.col(id_r).is_in(test_ids))
+        truth = records[config.label_column].cast(pl.String).to_numpy()
+        same = truth[pairs.left] == truth[pairs.right]
+        true_pairs = _pairs_among(records[config.label_column])
+        for i, entry in enumerate(report["blocking"]):  # true pairs found by this pass and those before it
+            entry["pair_completeness_cumulative"] = float(same[pairs.pass_index <= i].sum() / max(true_pairs, 1))
+        report["blocking_summary"]["pair_completeness"] = float(same.sum() / max(true_pairs, 1))
+        report["metrics"] = {
+            "evaluated_on": f"held-out entities: {int(test.sum())} records ({config.label_test_share:.0%} of entities, "
+            f"never used in training)",
+            **evaluate_frames(
+                held_ids,
+                clusters["cluster_id"].filter(held),
+                held_pairs,
+                config.id_column,
+                records[config.label_column].filter(held),
+            ),
+        }
+    return report
+
+
+def _pairs_among(labels: pl.Series) -> float:
+    sizes = labels.drop_nulls().value_counts()["count"].cast(pl.Float64)
+    return float((sizes * (sizes - 1) / 2).sum())

@@ -1,0 +1,80 @@
+"""The stage graph: one declaration, any executor, any cut into pieces, the same result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from dedup.graph import InProcess, Partitioning, deduplicate
+from tests.conftest import febrl_config
+
+# an embedding (kNN) pass beside the rules: the model's neighbours complete the candidates
+EMBEDDING = febrl_config(
+    """
+blocking:
+  - [surname]
+  - {embedding: {k: 5}}
+"""
+)
+
+
+class Recording(InProcess):
+    """In process, noting how many pieces each stage was cut into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: dict[str, int] = {}
+
+    def map(self, stage, fn, calls):  # noqa: ANN001, ANN201
+        self.pieces[stage] = self.pieces.get(stage, 0) + len(calls)
+        return super().map(stage, fn, calls)
+
+
+def test_pieces_add_up_to_the_whole_with_an_embedding_pass(febrl1_file: Path, tmp_path: Path) -> None:
+    whole = deduplicate(febrl1_file, EMBEDDING, tmp_path / "whole")
+    model = tmp_path / "whole" / "model"
+    cut = Recording()
+    pieces = Partitioning(block_partitions=3, records_per_part=300, pairs_per_part=1500)
+    # the same model, so the comparison is about blocking, encoding and scoring in pieces
+    again = deduplicate(febrl1_file, EMBEDDING, tmp_path / "cut", cut, pieces, model=model)
+    assert cut.pieces["encode"] == 4 and cut.pieces["block"] == 3 * 2 + 1  # pieces + the union
+    assert again["counts"]["candidate_pairs"] == whole["counts"]["candidate_pairs"]
+    assert again["blocking"][1]["pairs"] > 0  # the embedding pass found neighbours
+    key = ["rec_id_l", "rec_id_r"]
+    pairs = [pl.read_parquet(tmp_path / name / "pairs.parquet").sort(key) for name in ("whole", "cut")]
+    assert_frame_equal(pairs[0], pairs[1])  # to the bit: embeddings do not depend on the piece
+    clusters = [pl.read_parquet(tmp_path / name / "clusters.parquet") for name in ("whole", "cut")]
+    assert clusters[0].equals(clusters[1])
+    # the CLI's run keeps no stage cache behind
+    assert not (tmp_path / "whole" / ".stages").exists() and not (tmp_path / "cut" / ".stages").exists()
+
+
+def test_a_rerun_after_a_failure_resumes_from_the_finished_stages(
+    febrl1_file: Path, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    from dedup import parts
+
+    config = febrl_config()
+    calls: list[str] = []
+    original = parts.train_part
+
+    def counted(*args: object) -> Path:
+        calls.append("train")
+        return original(*args)
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("killed while scoring")
+
+    monkeypatch.setattr(parts, "train_part", counted)
+    with monkeypatch.context() as patch:
+        patch.setattr(parts, "score_part", crash)
+        try:
+            deduplicate(febrl1_file, config, tmp_path / "out")
+        except RuntimeError:
+            pass
+    assert calls == ["train"] and list((tmp_path / "out" / ".stages").glob("train-*/DONE"))
+    report = deduplicate(febrl1_file, config, tmp_path / "out")
+    assert calls == ["train"]  # the finished training was reused
+    assert report["counts"]["records"] == 1000 and (tmp_path / "out" / "model" / "meta.json").is_file()

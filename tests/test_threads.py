@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dedup.threads import available_cores, limited, run_with_threads, share
+
+
+def test_share_divides_the_cores_and_honours_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEDUP_THREADS", raising=False)
+    cores = available_cores()
+    assert share() == cores and share(cores) == 1 and share(cores * 4) == 1
+    monkeypatch.setenv("DEDUP_THREADS", "3")
+    assert share(2) == 3
+    monkeypatch.setenv("DEDUP_THREADS", "many")
+    with pytest.raises(ValueError, match="DEDUP_THREADS must be a whole number"):
+        share()
+
+
+def test_a_piece_runs_on_its_share_and_the_process_gets_its_threads_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEDUP_THREADS", raising=False)
+    before = torch.get_num_threads()
+    assert run_with_threads(1, torch.get_num_threads) == 1
+    assert run_with_threads(0, torch.get_num_threads) == 1  # on a worker, without the setting: one
+    monkeypatch.setenv("DEDUP_THREADS", "2")
+    assert run_with_threads(0, torch.get_num_threads) == 2
+    with limited(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
