@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import recordlinkage
-import torch
 from recordlinkage.base import BaseIndexAlgorithm
 from recordlinkage.index import Block, SortedNeighbourhood
 from recordlinkage.preprocessing import phonetic
@@ -35,6 +34,7 @@ from dedup.config import (
 )
 from dedup.errors import BlockingError
 from dedup.frequencies import words
+from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_expr
 
 if TYPE_CHECKING:
@@ -267,12 +267,21 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
 
     ``vectors`` holds one unit-norm vector per row position (``record_vectors``); the frames
     passed to ``index`` are indexed by row position, as in ``run_pass``. Exact top-k in chunks of
-    queries with torch matrix products: no loop per record, memory ``chunk * n`` floats.
+    queries with torch matrix products up to 20,000 records, approximate (PCA + faiss IVF,
+    re-ranked exactly) above: see ``dedup.neighbours``. No loop per record.
     """
 
-    def __init__(self, vectors: np.ndarray, k: int = 10, min_similarity: float | None = None, chunk: int = 2048):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        k: int = 10,
+        min_similarity: float | None = None,
+        chunk: int = 2048,
+        method: str = "auto",
+    ) -> None:
         super().__init__()
         self.vectors, self.k, self.min_similarity, self.chunk = vectors, k, min_similarity, chunk
+        self.method = method
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
         rows_a = np.asarray(df_a.index, dtype=np.int64)
@@ -284,37 +293,12 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
             self.min_similarity,
             self.chunk,
             exclude_self=df_a is df_b,
+            method=self.method,
         )
         return pd.MultiIndex.from_arrays([rows_a[left], rows_b[right]])
 
     def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
         return self._link_index(df_a, df_a)
-
-
-def nearest_neighbours(
-    queries: np.ndarray, base: np.ndarray, k: int, min_similarity: float | None, chunk: int, exclude_self: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, base index) of each query's k most similar base vectors."""
-    k = min(k, len(base) - (1 if exclude_self else 0))
-    if k <= 0 or len(queries) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    base_t = torch.from_numpy(np.ascontiguousarray(base, dtype=np.float32))
-    lefts, rights = [], []
-    with torch.inference_mode():
-        for start in range(0, len(queries), chunk):
-            q = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float32))
-            sims = q @ base_t.T
-            if exclude_self:
-                idx = torch.arange(len(q))
-                sims[idx, idx + start] = -torch.inf
-            values, cols = torch.topk(sims, k, dim=1)
-            rows = torch.arange(len(q))[:, None].expand_as(cols) + start
-            keep = torch.isfinite(values)
-            if min_similarity is not None:
-                keep &= values >= min_similarity
-            lefts.append(rows[keep].numpy())
-            rights.append(cols[keep].numpy())
-    return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
 
 
 def record_vectors(embeddings: FieldEmbeddings) -> np.ndarray:
@@ -416,7 +400,7 @@ def add_embedding_passes(pairs: CandidatePairs, config: DedupConfig, vectors: np
     for i, p in enumerate(config.passes):
         if isinstance(p, EmbeddingPass):
             indexer = recordlinkage.Index()
-            indexer.add(EmbeddingNeighbours(vectors, p.k, p.min_similarity))
+            indexer.add(EmbeddingNeighbours(vectors, p.k, p.min_similarity, method=p.method))
             found = union_pairs([_index_arrays(indexer.index(frame))], (p.name,))
             lefts.append(found.left)
             rights.append(found.right)
@@ -485,7 +469,7 @@ def analyse_blocking(
             if vectors is None:
                 rows.append(PassAnalysis(p.name, 0, 0, 0, refused="needs a trained model (--model)"))
                 continue
-            a, b = nearest_neighbours(vectors, vectors, p.k, p.min_similarity, 2048, exclude_self=True)
+            a, b = nearest_neighbours(vectors, vectors, p.k, p.min_similarity, 2048, exclude_self=True, method=p.method)
         else:
             a, b = run_pass(records, normalised, p)
         lo, hi = np.minimum(a, b), np.maximum(a, b)

@@ -116,6 +116,9 @@ class EmbeddingPass(BaseModel):
 
     k: int = Field(10, ge=1, le=1000)
     min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
+    method: Literal["auto", "exact", "approximate"] = Field(
+        "auto", description="exact search, approximate (faiss IVF), or auto: approximate above 20,000 records"
+    )
 
     @property
     def name(self) -> str:

@@ -1,0 +1,98 @@
+"""The embedding pass's neighbour search at scale: time and recall of the approximate search.
+
+    python benchmarks/knn.py --n 1000000                       # generates, trains, embeds, then searches
+    python benchmarks/knn.py --n 1000000 --model out/m/model   # a model trained already (same fields)
+
+Records are generated people (``dedup synth``, benchmarks/configs/synth.yaml fields); their
+record vectors (every field's embedding side by side, ``record_vectors``) are what the embedding
+pass searches. Printed: seconds for the approximate k=10 search over all N records (index build
+included), and its recall: the share of the exact 10 nearest neighbours of ``--queries`` random
+records (found by brute force against all N) that the approximate search also returned, and the
+share of those exact neighbours that are true duplicates (same generated ``cluster``) that it
+returned: what blocking needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dedup.blocking import record_vectors  # noqa: E402
+from dedup.config import load_config  # noqa: E402
+from dedup.io import load_input  # noqa: E402
+from dedup.model import DedupModel  # noqa: E402
+from dedup.neighbours import nearest_neighbours  # noqa: E402
+from dedup.synth import write  # noqa: E402
+from dedup.threads import limited, share  # noqa: E402
+
+CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--model", default=None, help="a trained model for these fields")
+    parser.add_argument("--workdir", default=tempfile.gettempdir())
+    args = parser.parse_args()
+    config = load_config(CONFIG)
+    source = Path(args.workdir) / f"synth_{args.n}_0.parquet"
+    if not source.exists():
+        write(args.n, source, seed=0)
+    _, normalised = load_input(source, config)
+    with limited(share()):
+        if args.model:
+            model = DedupModel.load(args.model, expect=config)
+        else:
+            clock = time.perf_counter()
+            small = normalised.sample(min(args.n, 100_000), seed=0)
+            from dedup.blocking import block
+
+            model = DedupModel(config).fit(small, block(small, config))
+            print(f"trained on 100k records in {time.perf_counter() - clock:.1f}s")
+        clock = time.perf_counter()
+        vectors = record_vectors(model.embed(normalised))
+        print(f"embedded {args.n:,} records ({vectors.shape[1]} dims) in {time.perf_counter() - clock:.1f}s")
+
+        clock = time.perf_counter()
+        left, right = nearest_neighbours(vectors, vectors, args.k, None, exclude_self=True, method="approximate")
+        approximate_seconds = time.perf_counter() - clock
+
+        rng = np.random.default_rng(1)
+        queries = np.sort(rng.choice(args.n, size=args.queries, replace=False))
+        clock = time.perf_counter()
+        q_left, q_right = nearest_neighbours(vectors[queries], vectors, args.k + 1, None, method="exact")
+        exact_seconds = time.perf_counter() - clock
+    # exact: each query's k+1 best (torch.topk keeps them in order of similarity), itself dropped
+    best: dict[int, list[int]] = {}
+    for a, b in zip(queries[q_left].tolist(), q_right.tolist(), strict=True):
+        if a != b and len(best.setdefault(a, [])) < args.k:
+            best[a].append(b)
+    approx = set(zip(left.tolist(), right.tolist(), strict=True))
+    hits = sum(1 for a, bs in best.items() for b in bs if (a, b) in approx)
+    total = sum(len(bs) for bs in best.values())
+    truth = pl.read_parquet(source, columns=["cluster"])["cluster"].to_numpy()
+    duplicates = [(a, b) for a, bs in best.items() for b in bs if truth[a] == truth[b]]
+    found = sum(1 for pair in duplicates if pair in approx)
+    print(
+        f"approximate k={args.k} over {args.n:,} records: {approximate_seconds:.1f}s "
+        f"({len(left):,} pairs, {torch.get_num_threads()} threads); recall of the exact neighbours "
+        f"{hits / total:.4f} on {len(best):,} random records (exact search for them: {exact_seconds:.1f}s); "
+        f"of those exact "
+        f"neighbours that are true duplicates ({len(duplicates):,}) it found {found / max(len(duplicates), 1):.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
