@@ -35,6 +35,8 @@ from dedup.io import (
 )
 from dedup.summary import largest_clusters
 
+DOMINANT_SHARE = 0.5  # a pass bringing more of the candidates than this is flagged in the report
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -171,6 +173,14 @@ def summarise(
         },
         "timings_seconds": dict(timings),
     }
+    for entry in report["blocking"]:
+        entry["share_of_candidates"] = round(entry["new_pairs"] / max(len(pairs), 1), 4)
+        if entry["share_of_candidates"] > DOMINANT_SHARE and len(report["blocking"]) > 1:
+            # a low-cardinality key (a city's soundex, a year) buys few duplicates with many pairs
+            entry["warning"] = (
+                f"this pass alone brought {entry['share_of_candidates']:.0%} of the candidate pairs "
+                f"({entry['new_pairs']:,}); check its recall with `dedup blocking` before keeping it"
+            )
     if config.label_column:
         _, test = train_labels(records, config)
         held = pl.Series(test)

@@ -137,3 +137,13 @@ def test_no_blocking_configured_uses_defaults(febrl1_file: Path, tmp_path: Path)
     assert [b["pass"] for b in report["blocking"]][-1] == "embedding(k=10)"
     metrics = evaluate_output(tmp_path / "default", febrl1_file, "cluster")
     assert metrics["blocking"]["pair_completeness"] >= 0.99 and metrics["cluster_pairs"]["f1"] >= 0.97
+
+
+def test_a_pass_that_brings_most_candidates_is_flagged_with_its_share(febrl1_file: Path, tmp_path: Path) -> None:
+    fields_only = FEBRL_YAML.split("blocking:")[0]
+    config = parse_config(fields_only + TINY_TRAINING + "\nblocking: [[surname], [state]]\n")
+    report = run(febrl1_file, config, tmp_path / "out")
+    surname, state = report["blocking"]
+    assert state["share_of_candidates"] > 0.9 and "this pass alone brought" in state["warning"]
+    assert "warning" not in surname
+    assert surname["share_of_candidates"] + state["share_of_candidates"] == pytest.approx(1.0, abs=1e-3)
