@@ -20,7 +20,7 @@ import torch
 from dedup import __version__
 from dedup.blocking import CandidatePairs, add_embedding_passes, has_embedding_pass, record_vectors
 from dedup.combiner import Combiner
-from dedup.config import DedupConfig, TrainingConfig, config_to_yaml, parse_config
+from dedup.config import DedupConfig, EmbeddingPass, TrainingConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt_values
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
@@ -58,10 +58,12 @@ class DedupModel:
         self._total_records = normalised.height
         statistics = field_statistics(normalised, cfg)  # rarity over the whole input, before sampling
         known_all = int(np.not_equal(labels, None).sum()) if labels is not None else 0
-        sample = None  # embedding (kNN) passes need every record, so they train on all
-        if not has_embedding_pass(cfg):
-            sample = training_sample(pairs, normalised.height, settings.max_pairs, settings.random_pairs, rng)
+        sample = training_sample(pairs, normalised.height, settings.max_pairs, settings.random_pairs, rng)
+        self._neighbour_share = 1.0  # share of the embedding passes' pairs training keeps
         if sample is not None:
+            # embedding passes look for neighbours among the sampled records only; there are
+            # about N / rows of them for each found, and each kept pair stands for pair_weight
+            self._neighbour_share = min(1.0, normalised.height / (len(sample.rows) * sample.pair_weight))
             normalised, pairs, statistics = normalised[sample.rows], sample.pairs, statistics.take(sample.rows)
             labels = labels[sample.rows] if labels is not None else None
             self._pair_weight, self._u_rows = sample.pair_weight, sample.u_rows
@@ -128,13 +130,24 @@ class DedupModel:
         return [exact.get(f, 0.0) for f in self.config.fields], [statistics.frequency[f] for f in self.config.fields]
 
     def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
-        if not has_embedding_pass(self.config):
-            return rule_pairs
-        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings))
+        """In training: the sample's candidates plus the embedding neighbours among its records."""
+        pairs = self.candidates(rule_pairs, embeddings)
+        share = self._neighbour_share
+        if share >= 1.0:
+            return pairs
+        # training on a sample: the neighbours found stand for pair_weight pairs each, as the
+        # sampled rule pairs do, so only their share is kept (a fixed draw per config seed)
+        found = np.isin(pairs.pass_index, [i for i, p in enumerate(self.config.passes) if isinstance(p, EmbeddingPass)])
+        keep = ~found | (np.random.default_rng(self.config.seed + 1).random(len(pairs)) < share)
+        return CandidatePairs(
+            pairs.left[keep], pairs.right[keep], pairs.pass_index[keep], pairs.pass_names, pairs.pass_counts
+        )
 
     def candidates(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
         """The full candidate pairs: rule passes plus this model's embedding neighbours."""
-        return self._complete(rule_pairs, embeddings)
+        if not has_embedding_pass(self.config):
+            return rule_pairs
+        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings))
 
     def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
         return {

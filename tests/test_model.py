@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dedup.blocking import CandidatePairs, block
-from dedup.config import DedupConfig, FieldKind
+from dedup.config import DedupConfig, EmbeddingPass, FieldKind
 from dedup.errors import ModelError
 from dedup.frequencies import field_statistics
 from dedup.model import DedupModel, training_sample
@@ -141,3 +141,22 @@ def test_a_model_fitted_on_a_pair_sample_scores_like_one_fitted_on_all(trained, 
     assert (predicted & same).sum() / predicted.sum() > 0.97 and (predicted & same).sum() / same.sum() > 0.97
     # the weighted sample keeps the learned match rate close to the full fit's
     assert abs(np.log(sampled.combiner_.prior_ / full.combiner_.prior_)) < np.log(2)
+
+
+def test_a_config_with_an_embedding_pass_also_trains_on_a_bounded_sample(febrl1: pl.DataFrame) -> None:
+    """kNN neighbours are looked for among the sampled records only, and kept at the share that
+    makes each stand for as many pairs as a sampled rule pair."""
+    config = febrl_config("\n  max_pairs: 1000\n").model_copy(
+        update={"blocking": (*febrl_config().blocking, EmbeddingPass(k=5))}
+    )
+    normalised = normalise_fields(febrl1, config)
+    rule_pairs = block(febrl1, normalised, config)
+    model = DedupModel(config).fit(normalised, rule_pairs)
+    assert 0.0 < model._neighbour_share < 1.0
+    pairs = model.candidates(rule_pairs, model.embed(normalised))  # at inference: every neighbour
+    assert len(pairs) > len(rule_pairs)
+    proba = probabilities(model, normalised, pairs)
+    truth = febrl1["cluster"].to_numpy()
+    same = truth[pairs.left] == truth[pairs.right]
+    predicted = proba >= 0.5
+    assert (predicted & same).sum() / predicted.sum() > 0.97 and (predicted & same).sum() / same.sum() > 0.97
