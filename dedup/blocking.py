@@ -73,10 +73,22 @@ def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpressi
         codes = codes.astype(object).where(codes.notna(), None)  # an all-null column comes back as float NaN
         base = pl.Series(key.column, codes.tolist(), dtype=pl.String)
     if key.start is not None or key.stop is not None:
-        start = key.start or 0
-        length = None if key.stop is None else max(key.stop - start, 0)
-        base = base.str.slice(start, length)
+        base = _python_slice(base, key.start, key.stop)
     return base.replace("", None).alias(key.text)
+
+
+def _python_slice(values: pl.Series, start: int | None, stop: int | None) -> pl.Series:
+    """``value[start:stop]`` with Python's meaning (negative counts from the end), per row."""
+    n = pl.col("v").str.len_chars().cast(pl.Int64)
+
+    def bound(x: int | None, default: pl.Expr) -> pl.Expr:
+        if x is None:
+            return default
+        return pl.min_horizontal(pl.lit(x, pl.Int64), n) if x >= 0 else pl.max_horizontal(n + x, pl.lit(0, pl.Int64))
+
+    lo, hi = bound(start, pl.lit(0, pl.Int64)), bound(stop, n)
+    length = pl.max_horizontal(hi - lo, pl.lit(0, pl.Int64))
+    return pl.DataFrame({"v": values}).select(pl.col("v").str.slice(lo, length)).to_series().alias(values.name)
 
 
 def _pass_keys(p: ExactPass | SortedNeighbourhoodPass) -> tuple[KeyExpression, ...]:

@@ -45,7 +45,7 @@ class FieldKind(StrEnum):
 class KeyExpression(BaseModel):
     """One blocking key: a column, optionally a phonetic code of it, optionally a slice."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     column: str
     function: str | None = None
@@ -85,7 +85,7 @@ class KeyExpression(BaseModel):
 class ExactPass(BaseModel):
     """Records are candidates when all keys are equal (recordlinkage ``Index.block``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     on: tuple[KeyExpression, ...]
 
@@ -97,7 +97,7 @@ class ExactPass(BaseModel):
 class SortedNeighbourhoodPass(BaseModel):
     """Records are candidates when their key sorts within ``window`` of each other."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     key: KeyExpression
     window: int = 7
@@ -112,7 +112,7 @@ class SortedNeighbourhoodPass(BaseModel):
 class EmbeddingPass(BaseModel):
     """Each record's ``k`` nearest neighbours by cosine of its field embeddings (learned blocking)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     k: int = Field(10, ge=1, le=1000)
     min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
@@ -134,7 +134,7 @@ class TokenPass(BaseModel):
     product titles and other long text, where whole values rarely agree.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     field: str
     rarest: int = Field(3, ge=1, le=100)
@@ -152,7 +152,7 @@ DEFAULT_PAIRS_PER_RECORD = 50  # a default pass making more pairs than this per 
 class TrainingConfig(BaseModel):
     """Sizes of the encoder and its training run; the defaults suit up to ~1M records."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dim: int = Field(64, ge=4, le=1024, description="embedding size per field")
     buckets: int = Field(2**15, ge=256, description="hashed n-gram vocabulary size per kind")
@@ -185,7 +185,7 @@ class TrainingConfig(BaseModel):
 class ClusteringConfig(BaseModel):
     """How matches become clusters (see ``dedup.clustering``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     method: Literal["density", "components"] = "density"
     min_density: float = Field(0.6, ge=0.0, le=1.0, description="share of a cluster's pairs that must match")
@@ -208,7 +208,7 @@ class ClusteringConfig(BaseModel):
 class DedupConfig(BaseModel):
     """Everything that describes one dedup job."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id_column: str
     fields: dict[str, FieldKind]
@@ -219,7 +219,7 @@ class DedupConfig(BaseModel):
         0.3, gt=0.0, lt=1.0, description="share of labelled entities held out of training for the report's metrics"
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: same input + config + seed = same clusters")
     clustering: ClusteringConfig = ClusteringConfig()
     training: TrainingConfig = TrainingConfig()
 
@@ -336,6 +336,8 @@ def _parse_pass(item: Any, index: int) -> BlockingPass:
         if not isinstance(window, int) or window < 3 or window % 2 == 0:
             raise ValueError(f"blocking pass {index}: window must be an odd integer >= 3, got {window!r}")
         block_on = item.get("block_on", [])
+        if isinstance(block_on, str):  # one key given without a list
+            block_on = [block_on]
         return SortedNeighbourhoodPass(
             key=KeyExpression.parse(str(item["sorted_neighbourhood"])),
             window=window,
@@ -370,10 +372,23 @@ def _yaml_line(source: str, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(source: str, origin: str = "<config>") -> DedupConfig:
     """Validate YAML text into a config; errors name the origin, key and line."""
     try:
-        raw = yaml.safe_load(source)
+        raw = yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -405,7 +420,11 @@ def load_config(path: str | Path) -> DedupConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    return parse_config(path.read_text(encoding="utf-8"), origin=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    return parse_config(text, origin=str(path))
 
 
 def config_to_yaml(config: DedupConfig) -> str:

@@ -44,10 +44,18 @@ class Explanation:
     clusters: tuple[str, str]
 
 
+def model_path(output_dir: Path, report: dict) -> Path:
+    """The run's model: ``report["model"]`` is relative to the output directory (or absolute)."""
+    path = Path(output_dir) / report["model"]  # an absolute path stays itself
+    if not path.is_dir():
+        raise InputError(f"{output_dir / 'report.json'}: the run's model {path} is not there (no such directory)")
+    return path
+
+
 def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
     output_dir = check_run_output(output_dir, ("clusters.parquet", "pairs.parquet", "report.json"))
     report = json.loads((output_dir / "report.json").read_text())
-    model = DedupModel.load(report["model"])
+    model = DedupModel.load(model_path(output_dir, report))
     config = model.config
     clusters, outputs = read_clusters(output_dir)
     ids = clusters[config.id_column].cast(pl.String)

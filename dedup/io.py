@@ -106,6 +106,11 @@ def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<t
             f"(the file has: {', '.join(table.columns)})"
         )
     ids = table[config.id_column]
+    if isinstance(ids.dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+        raise InputError(f"{origin}: id column {config.id_column!r} has type {ids.dtype}, expected text or numbers")
+    if ids.dtype.is_float() and ids.is_nan().any():  # NaN is no identity: treat it as missing
+        table = table.with_columns(pl.col(config.id_column).fill_nan(None))
+        ids = table[config.id_column]
     if ids.null_count():
         first = table.with_row_index("_row").filter(pl.col(config.id_column).is_null())["_row"].head(5)
         raise InputError(
@@ -123,8 +128,16 @@ def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<t
         dtype = table.schema[column]
         if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Binary | pl.Object):
             raise InputError(f"{origin}: column {column!r} has type {dtype}, expected text or numbers")
-        if not isinstance(dtype, _TEXT_LIKE):
-            casts.append(pl.col(column).cast(pl.String))
+        value = pl.col(column)
+        if dtype.is_float():
+            value = value.fill_nan(None)  # NaN is a missing number, not the text "NaN"
+        if isinstance(dtype, pl.Duration):
+            value = value.dt.to_string("iso")
+        elif not isinstance(dtype, _TEXT_LIKE):
+            value = value.cast(pl.String)
+        # blank text is a missing value too: two blanks must not count as an agreement
+        value = value.cast(pl.String)
+        casts.append(pl.when(value.str.strip_chars() == "").then(None).otherwise(value).alias(column))
     table = table.with_columns(casts) if casts else table
     for column in config.fields:
         if table[column].null_count() == table.height:

@@ -9,7 +9,9 @@ a model file never executes pickled code.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from dedup.io import replace_directory
 from dedup.scoring import compare_pairs, embed_records
 from dedup.training import field_examples, train_encoder
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: meta.json's manifest checksums every file
 SYNTHETIC_PAIRS = 5000
 MIN_STEPS = 20
 
@@ -193,18 +195,20 @@ class DedupModel:
 
     # ---- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the model directory atomically: weights, combiner tables, config, metadata."""
+        """Write the model directory atomically: weights, combiner tables, config, and
+        ``meta.json`` last, whose ``files`` manifest holds every other file's SHA-256."""
 
         def build(tmp: Path) -> None:
-            weights = tmp / "encoder.pt"
-            torch.save(self.encoder_.state_dict(), weights)
+            torch.save(self.encoder_.state_dict(), tmp / "encoder.pt")
             (tmp / "combiner.json").write_text(json.dumps(self.combiner_.to_dict()))
             (tmp / "config.yaml").write_text(config_to_yaml(self.config))
+            files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in MODEL_FILES}
             meta = {
                 "format_version": FORMAT_VERSION,
                 "dedup_version": __version__,
                 "fields": {f: k.value for f, k in self.config.fields.items()},
-                "encoder_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                "encoder_sha256": files["encoder.pt"],
+                "files": files,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
@@ -212,39 +216,95 @@ class DedupModel:
 
     @classmethod
     def load(cls, path: str | Path, expect: DedupConfig | None = None) -> DedupModel:
-        """Load a saved model; with ``expect``, fail unless it was trained for the same fields."""
+        """Load a saved model; with ``expect``, fail unless it was trained for the same fields.
+
+        Every file is read once, with a size limit, checked against the manifest in
+        ``meta.json`` and parsed from the bytes that were checked; weights and tables must be
+        finite. Anything else is a one-line ``ModelError`` naming the directory and file.
+        """
         path = Path(path)
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-            config = parse_config((path / "config.yaml").read_text(), origin=str(path / "config.yaml"))
-            combiner = Combiner.from_dict(json.loads((path / "combiner.json").read_text()))
-            raw = (path / "encoder.pt").read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: not a dedup model directory (missing {Path(exc.filename).name})") from None
-        except (ValueError, KeyError) as exc:
-            raise ModelError(f"{path}: damaged model file ({exc})") from None
+        if not path.is_dir():
+            raise ModelError(f"{path}: no such model directory")
+        meta = _json_object(path, "meta.json", _read_model_file(path, "meta.json"))
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelError(
                 f"{path}: model format {meta.get('format_version')} is not supported "
                 f"(this dedup reads format {FORMAT_VERSION}); retrain the model"
             )
-        if hashlib.sha256(raw).hexdigest() != meta.get("encoder_sha256"):
-            raise ModelError(f"{path}: encoder.pt does not match its checksum (truncated or modified)")
+        manifest = meta.get("files")
+        if not isinstance(manifest, dict) or set(manifest) != set(MODEL_FILES):
+            raise ModelError(f"{path}: meta.json has no valid file manifest")
+        raw = {}
+        for name in MODEL_FILES:
+            raw[name] = _read_model_file(path, name)
+            if hashlib.sha256(raw[name]).hexdigest() != manifest[name]:
+                raise ModelError(f"{path}: {name} does not match its checksum in meta.json (truncated or modified)")
+        try:
+            text = raw["config.yaml"].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelError(f"{path}: config.yaml is not UTF-8 text") from None
+        config = parse_config(text, origin=str(path / "config.yaml"))
+        try:
+            combiner = Combiner.from_dict(_json_object(path, "combiner.json", raw["combiner.json"]))
+        except ModelError:
+            raise
+        except Exception as exc:  # a table of the wrong shape or type
+            raise ModelError(f"{path}: damaged combiner.json ({type(exc).__name__}: {exc})") from None
+        if not all(
+            np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in (combiner.m_, combiner.u_, combiner.prior_)
+        ):
+            raise ModelError(f"{path}: combiner.json holds non-finite weights")
         if expect is not None:
             want = {f: k.value for f, k in expect.fields.items()}
-            if meta["fields"] != want:
-                raise ModelError(f"{path}: model was trained for fields {meta['fields']}, the config has {want}")
+            if meta.get("fields") != want:
+                raise ModelError(f"{path}: model was trained for fields {meta.get('fields')}, the config has {want}")
         s = config.training
         encoder = SiameseEncoder(dict(config.fields), s.buckets, s.dim, s.max_chars, s.text_max_chars)
         try:
-            state = torch.load(path / "encoder.pt", weights_only=True)
+            state = torch.load(io.BytesIO(raw["encoder.pt"]), weights_only=True)
             encoder.load_state_dict(state)
         except Exception as exc:
-            raise ModelError(f"{path}: cannot load encoder weights ({exc})") from None
+            raise ModelError(f"{path}: cannot load encoder weights ({type(exc).__name__})") from None
+        if not all(torch.isfinite(t).all() for t in encoder.state_dict().values()):
+            raise ModelError(f"{path}: encoder.pt holds non-finite weights")
         encoder.eval()
         model = cls(expect or config)
         model.encoder_, model.combiner_ = encoder, combiner
         return model
+
+
+MODEL_FILES = ("encoder.pt", "combiner.json", "config.yaml")  # meta.json holds their checksums
+MAX_MODEL_FILE = {"encoder.pt": 4 << 30}  # bytes; the other files are small
+MAX_SMALL_FILE = 64 << 20
+
+
+def _read_model_file(path: Path, name: str) -> bytes:
+    """A model file's bytes: a regular file (not a directory or a pipe) of bounded size."""
+    target = path / name
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not a dedup model directory (missing {name})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelError(f"{path}: {name} is not a regular file")
+    limit = MAX_MODEL_FILE.get(name, MAX_SMALL_FILE)
+    if info.st_size > limit:
+        raise ModelError(f"{path}: {name} is {info.st_size:,} bytes, more than a model file can be ({limit:,})")
+    with open(target, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ModelError(f"{path}: {name} is larger than a model file can be ({limit:,} bytes)")
+    return data
+
+
+def _json_object(path: Path, name: str, data: bytes) -> dict:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: damaged {name} ({exc})") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: damaged {name} (expected an object, found {type(value).__name__})")
+    return value
 
 
 def training_steps(settings: TrainingConfig, normalised: pl.DataFrame) -> int:

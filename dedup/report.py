@@ -108,7 +108,10 @@ def report_stage(
             entry["skipped"] = reason
     report["score_breakdown_seconds"] = inner
     report["input"] = str(input_path)
-    report["model"] = str(layout.model if files.publish_model else files.model)
+    # relative to the output directory when it lives there, so the output can be moved and read
+    # from any working directory (``dedup explain``, the notebook)
+    model = layout.model if files.publish_model else Path(files.model)
+    report["model"] = "model" if files.publish_model else str(model.resolve())
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
     report["prior_weight_bits"] = combiner.prior_weight()
     report["model_fit"] = combiner.fit_report_.to_dict()

@@ -20,6 +20,7 @@ import torch
 from dedup.config import TrainingConfig
 from dedup.corrupt import corrupt, edit_words_pool
 from dedup.encoder import SiameseEncoder, to_codepoints, tokenise
+from dedup.errors import ModelError
 from dedup.progress import progress
 
 
@@ -134,8 +135,14 @@ def train_encoder(
             y = torch.from_numpy(np.concatenate(labels)).float()
             embeddings = encoder(torch.cat([ta, tb]), field)
             total = total + contrastive_loss(embeddings[: len(ta)], embeddings[len(ta) :], y, settings.margin)
+        loss = float(total.detach())
+        if not np.isfinite(loss):
+            raise ModelError(
+                f"training diverged: the loss is {loss} at step {len(history) + 1} "
+                f"(training.learning_rate {settings.learning_rate} is too high for this data; try a tenth of it)"
+            )
         total.backward()
         optimiser.step()
-        history.append(float(total.detach()))
+        history.append(loss)
     encoder.eval()
     return history

@@ -19,7 +19,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from dedup import graph, parts
 from dedup.config import DedupConfig, load_config
+from dedup.errors import DedupError
 from dedup.graph import Partitioning
+from dedup.io import read_records
+from dedup.model import DedupModel
 from dedup.summary import largest_clusters, report_markdown
 from dedup.threads import share
 from flows.runners import LOCAL_THREADS, task_runner
@@ -115,6 +118,19 @@ def run_stages(
     )
 
 
+def check_before_starting(input_path: str, config_path: str, model: str | None = None) -> str | None:
+    """The user's mistakes (config, input, model) as one line, found before Prefect starts a
+    server or a run: None when all is well."""
+    try:
+        config = load_config(config_path)
+        read_records(input_path, config)
+        if model is not None:
+            DedupModel.load(model, expect=config)
+    except DedupError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the deduplicate flow locally (no server needed).")
     parser.add_argument("--input", required=True)
@@ -130,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records-per-part", type=int, default=parts.RECORDS_PER_PART)
     parser.add_argument("--pairs-per-part", type=int, default=parts.PAIRS_PER_PART)
     args = parser.parse_args(argv)
+    problem = check_before_starting(args.input, args.config, args.model)
+    if problem:
+        print(f"deduplicate: error: {problem}", file=sys.stderr)
+        return 2
     deduplicate(
         str(Path(args.input)),
         str(Path(args.config)),

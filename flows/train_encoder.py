@@ -19,6 +19,7 @@ from dedup.fingerprint import stage_key
 from dedup.graph import StageClock, candidates_and_model
 from dedup.io import prepare_output_dir
 from dedup.threads import share
+from flows.deduplicate import check_before_starting
 from flows.tasks import PrefectExecutor
 
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--model-name", default="default")
     args = parser.parse_args(argv)
+    problem = check_before_starting(args.input, args.config)
+    if problem:
+        print(f"train-encoder: error: {problem}", file=sys.stderr)
+        return 2
     print(train_encoder(args.input, args.config, args.models_dir, args.model_name))
     return 0
 

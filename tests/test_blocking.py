@@ -12,10 +12,11 @@ from dedup.blocking import (
     analyse_blocking,
     block,
     estimate_pass,
+    key_values,
     run_pass,
     union_pairs,
 )
-from dedup.config import DedupConfig, parse_config
+from dedup.config import DedupConfig, KeyExpression, parse_config
 from dedup.errors import BlockingError
 from dedup.normalise import normalise_fields
 
@@ -215,3 +216,14 @@ def test_sorted_neighbourhood_inside_blocks() -> None:
     found = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
     # city x sorted: anna(0) anne(1) anton(2) bert(3) zoe(6): neighbours one apart; city y: anna(4) anne(5)
     assert found == {(0, 1), (1, 2), (2, 3), (3, 6), (4, 5)}
+
+
+@pytest.mark.parametrize("expression", ["name[:-1]", "name[-3:]", "name[1:-1]", "name[:-100]", "name[2:]", "name[:3]"])
+def test_key_slices_mean_what_they_mean_in_python(expression: str) -> None:
+    values = ["abcdef", "ab", None, "xyz"]
+    records = pl.DataFrame({"id": ["1", "2", "3", "4"], "name": values})
+    config = parse_config("id_column: id\nfields: {name: category}\n")
+    key = KeyExpression.parse(expression)
+    got = key_values(records, normalise_fields(records, config), key).to_list()
+    python_slice = slice(key.start, key.stop)
+    assert got == [(v[python_slice] or None) if v is not None else None for v in values]

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from dedup.config import ExactPass, FieldKind, KeyExpression, SortedNeighbourhoodPass, config_to_yaml, parse_config
+from dedup.config import (
+    ExactPass,
+    FieldKind,
+    KeyExpression,
+    SortedNeighbourhoodPass,
+    config_to_yaml,
+    load_config,
+    parse_config,
+)
 from dedup.errors import ConfigError
 
 GOOD = """
@@ -69,3 +79,27 @@ def test_missing_required_key_and_bad_yaml() -> None:
 def test_a_nul_in_a_column_name_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match=r"column name 'ci\\x00ty' contains a NUL character"):
         parse_config(GOOD.replace("city: text", '"ci\\0ty": text'))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("seed: 0", "seed: 99999999999999999999999"), "seed (line 17): Input should be less than or equal to"),
+        (("threshold: 0.7", "threshold: .nan"), "threshold (line 15): Input should be a finite number"),
+        (("clustering: {method: components}", "training: {learning_rate: .inf}"), "Input should be a finite number"),
+        (("threshold: 0.7", "threshold: 0.7\nthreshold: 0.8"), "key 'threshold' is given twice"),
+    ],
+)
+def test_numbers_must_be_finite_and_keys_unique(change: tuple[str, str], expected: str) -> None:
+    source = GOOD.replace("clustering: {method: components}", "clustering: {method: components}\nseed: 0")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_config(source.replace(*change))
+
+
+def test_block_on_may_be_one_key_and_a_non_utf8_file_is_named(tmp_path) -> None:  # noqa: ANN001
+    config = parse_config(GOOD.replace("window: 7}", "window: 7, block_on: city}"))
+    assert [k.column for k in config.blocking[4].block_on] == ["city"]
+    bad = tmp_path / "job.yaml"
+    bad.write_bytes(GOOD.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"job.yaml: not UTF-8 text"):
+        load_config(bad)

@@ -99,3 +99,20 @@ def test_flow_run_has_report_and_cluster_artifacts(febrl1_file: Path, tiny_confi
     assert by_key["dedup-charts"].data.count("data:image/png;base64,") == 3
     table = by_key["dedup-largest-clusters"].data
     assert "given_name" in str(table) and "size" in str(table)
+
+
+def test_command_line_flows_check_inputs_before_prefect_starts(tiny_config_file: Path, tmp_path: Path) -> None:
+    """A bad input: one line on stderr, exit 2, in seconds (no temporary Prefect server)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "people.csv"
+    bad.write_text("rec_id,given_name\n1,anna\n")
+    for module in ("flows.deduplicate", "flows.train_encoder"):
+        args = [sys.executable, "-m", module, "--input", str(bad), "--config", str(tiny_config_file)]
+        args += ["--output", str(tmp_path / "out")] if module == "flows.deduplicate" else []
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "named in the config are missing" in lines[0] and str(bad) in lines[0]
+        assert not (tmp_path / "out").exists()

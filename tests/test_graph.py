@@ -7,12 +7,15 @@ from pathlib import Path
 import polars as pl
 from polars.testing import assert_frame_equal
 
+from dedup.config import parse_config
 from dedup.graph import InProcess, Partitioning, deduplicate
-from tests.conftest import febrl_config
+from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
 
 # an embedding (kNN) pass beside the rules: the model's neighbours complete the candidates
-EMBEDDING = febrl_config(
-    """
+EMBEDDING = parse_config(
+    FEBRL_YAML.split("blocking:")[0]
+    + TINY_TRAINING
+    + """
 blocking:
   - [surname]
   - {embedding: {k: 5}}

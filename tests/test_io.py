@@ -122,3 +122,27 @@ def test_csv_and_a_folder_of_parquet_parts_read_as_the_same_table(tmp_path: Path
     (tmp_path / "bad.parquet").write_text("id,name\n1,a\n")
     with pytest.raises(InputError, match=r"not a readable Parquet file .*\.csv/\.tsv"):
         read_records(tmp_path / "bad.parquet", CONFIG)
+
+
+def test_nan_and_blank_values_are_missing_and_odd_types_are_named(tmp_path: Path) -> None:
+    import datetime
+
+    frame = pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["x", "  ", ""],
+            "age": [1.5, float("nan"), None],
+            "wait": [datetime.timedelta(days=1), datetime.timedelta(hours=2), None],
+        }
+    )
+    config = parse_config("id_column: id\nfields: {name: name, age: code, wait: code}\n")
+    records = read_records(_write(tmp_path, frame), config)
+    assert records["name"].to_list() == ["x", None, None]  # blanks never agree with each other
+    assert records["age"].to_list() == ["1.5", None, None]  # NaN is not the text "NaN"
+    assert records["wait"].to_list() == ["P1D", "PT2H", None]
+    with pytest.raises(InputError, match="field 'age' is null in every row"):
+        read_records(_write(tmp_path, frame.with_columns(age=pl.lit(float("nan")))), config)
+    with pytest.raises(InputError, match="id column 'id' has 1 null value"):
+        read_records(_write(tmp_path, frame.with_columns(id=pl.Series([1.0, float("nan"), 3.0]))), config)
+    with pytest.raises(InputError, match=r"id column 'id' has type Struct"):
+        read_records(_write(tmp_path, frame.with_columns(id=pl.struct(a=pl.col("id")))), config)

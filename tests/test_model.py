@@ -66,7 +66,7 @@ def test_load_rejects_other_config_and_tampering(trained, tmp_path: Path) -> Non
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ModelError, match="checksum"):
         DedupModel.load(path)
-    with pytest.raises(ModelError, match="not a dedup model directory"):
+    with pytest.raises(ModelError, match="no such model directory"):
         DedupModel.load(tmp_path / "nowhere")
 
 
@@ -76,6 +76,65 @@ def test_other_format_version_is_refused(trained, tmp_path: Path) -> None:
     meta = json.loads((path / "meta.json").read_text())
     (path / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ModelError, match="model format 99 is not supported"):
+        DedupModel.load(path)
+
+
+def _rehash(path: Path, name: str) -> None:
+    """What a careful tamperer does: fix the manifest after changing a file."""
+    meta = json.loads((path / "meta.json").read_text())
+    meta["files"][name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_every_model_file_is_checked_and_damage_is_one_line(trained, tmp_path: Path) -> None:
+    model, _, _ = trained
+    original = model.save(tmp_path / "good")
+
+    def damaged(name: str) -> Path:
+        import shutil
+
+        copy = tmp_path / f"bad-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(original, copy)
+        return copy
+
+    path = damaged("combiner")  # a tampered table is refused, however plausible
+    tables = json.loads((path / "combiner.json").read_text())
+    tables["prior"] = 0.4
+    (path / "combiner.json").write_text(json.dumps(tables))
+    with pytest.raises(ModelError, match="combiner.json does not match its checksum"):
+        DedupModel.load(path)
+    _rehash(path, "combiner.json")  # ... unless the manifest was rewritten too: then it is the user's model
+    DedupModel.load(path)
+
+    path = damaged("list")
+    (path / "meta.json").write_text("[1, 2]")
+    with pytest.raises(ModelError, match=r"damaged meta.json \(expected an object, found list\)"):
+        DedupModel.load(path)
+
+    path = damaged("combiner list")
+    (path / "combiner.json").write_text("[1, 2]")
+    _rehash(path, "combiner.json")
+    with pytest.raises(ModelError, match=r"damaged combiner.json"):
+        DedupModel.load(path)
+
+    path = damaged("directory")
+    (path / "encoder.pt").unlink()
+    (path / "encoder.pt").mkdir()
+    with pytest.raises(ModelError, match="encoder.pt is not a regular file"):
+        DedupModel.load(path)
+
+    path = damaged("fifo")
+    (path / "config.yaml").unlink()
+    os.mkfifo(path / "config.yaml")  # reading it would block for ever
+    with pytest.raises(ModelError, match="config.yaml is not a regular file"):
+        DedupModel.load(path)
+
+    path = damaged("nan")
+    state = torch.load(path / "encoder.pt", weights_only=True)
+    state["field_scale"] = state["field_scale"] * float("nan")
+    torch.save(state, path / "encoder.pt")
+    _rehash(path, "encoder.pt")
+    with pytest.raises(ModelError, match="encoder.pt holds non-finite weights"):
         DedupModel.load(path)
 
 
@@ -91,7 +150,7 @@ def test_pickled_code_in_weights_is_never_executed(trained, tmp_path: Path, monk
     monkeypatch.setenv("DEDUP_TEST_MARKER", str(marker))
     torch.save({"towers.name.bag.weight": _Payload()}, path / "encoder.pt")
     meta = json.loads((path / "meta.json").read_text())  # a careful attacker fixes the checksum too
-    meta["encoder_sha256"] = hashlib.sha256((path / "encoder.pt").read_bytes()).hexdigest()
+    meta["files"]["encoder.pt"] = hashlib.sha256((path / "encoder.pt").read_bytes()).hexdigest()
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="cannot load encoder weights"):
         DedupModel.load(path)

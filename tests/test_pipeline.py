@@ -147,3 +147,21 @@ def test_a_pass_that_brings_most_candidates_is_flagged_with_its_share(febrl1_fil
     assert state["share_of_candidates"] > 0.9 and "this pass alone brought" in state["warning"]
     assert "warning" not in surname
     assert surname["share_of_candidates"] + state["share_of_candidates"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_moved_output_explains_from_any_directory(first_run, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import shutil
+
+    from dedup.explain import explain_pair
+
+    out, report = first_run
+    assert report["model"] == "model"  # relative to the output directory
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(out, moved)
+    monkeypatch.chdir(tmp_path)
+    pairs = pl.read_parquet(moved / "pairs.parquet").head(1)
+    explanation = explain_pair(moved, pairs["rec_id_l"][0], pairs["rec_id_r"][0])
+    assert explanation.probability == pytest.approx(pairs["match_probability"][0], abs=1e-5)
+    shutil.rmtree(moved / "model")
+    with pytest.raises(Exception, match="is not there \\(no such directory\\)"):
+        explain_pair(moved, pairs["rec_id_l"][0], pairs["rec_id_r"][0])

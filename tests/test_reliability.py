@@ -9,6 +9,7 @@ import pytest
 
 from dedup import parts
 from dedup.config import DedupConfig
+from dedup.errors import InputError
 from dedup.pipeline import run
 
 BASE = pl.read_parquet(Path(__file__).resolve().parents[1] / "data" / "febrl3.parquet").head(60)
@@ -43,10 +44,16 @@ def test_unicode_long_strings_and_single_valued_fields(tmp_path: Path, tiny_conf
 
 
 def test_whitespace_only_values_are_null(tmp_path: Path, tiny_config: DedupConfig) -> None:
-    frame = BASE.with_columns(pl.lit("   ").alias("surname"), pl.lit(" \t").alias("suburb"))
-    _, pairs = _run(tmp_path, frame, tiny_config)
-    assert pairs["sim_surname"].null_count() == pairs.height
-    assert pairs["sim_suburb"].null_count() == pairs.height
+    blank = pl.int_range(pl.len()) % 2 == 0
+    frame = BASE.with_columns(pl.when(blank).then(pl.lit("   ")).otherwise(pl.col("surname")).alias("surname"))
+    clusters, pairs = _run(tmp_path, frame, tiny_config)
+    assert clusters.filter(blank)["surname"].null_count() == BASE.height // 2
+    ids = set(frame.filter(blank)["rec_id"].to_list())
+    involved = pairs.filter(pl.col("rec_id_l").is_in(ids) | pl.col("rec_id_r").is_in(ids))
+    assert involved.height > 0 and involved["sim_surname"].null_count() == involved.height
+    (tmp_path / "all").mkdir()
+    with pytest.raises(InputError, match="field 'suburb' is null in every row"):
+        _run(tmp_path / "all", BASE.with_columns(pl.lit(" \t").alias("suburb")), tiny_config)
 
 
 def test_failed_run_leaves_previous_output_untouched(

@@ -33,3 +33,16 @@ def test_training_makes_typos_closer_than_other_names(febrl1: pl.DataFrame) -> N
     typo = [float(vectors[i] @ vectors[i + 1]) for i in (0, 2, 4)]
     other = [float(vectors[i] @ vectors[j]) for i, j in ((0, 2), (0, 4), (2, 4))]
     assert min(typo) > 0.85 and max(other) < 0.5
+
+
+def test_a_diverging_training_stops_with_a_clear_error(febrl1: pl.DataFrame) -> None:
+    import pytest
+
+    from dedup.errors import ModelError
+
+    encoder = SiameseEncoder({"surname": FieldKind.name}, 1 << 12, 16, 24)
+    settings = TrainingConfig(batch_size=64, max_values=500, learning_rate=1e38)
+    rng = np.random.default_rng(0)
+    examples = {"surname": field_examples(encoder, febrl1["surname"].str.to_lowercase(), "surname", 500, rng)}
+    with pytest.raises(ModelError, match=r"training diverged: the loss is nan at step \d+ .*learning_rate 1e\+38"):
+        train_encoder(encoder, examples, settings, rng, steps=20)
