@@ -28,7 +28,8 @@ from typing import Any, Protocol, TypeVar
 from dedup import parts, registry
 from dedup.config import DedupConfig
 from dedup.fingerprint import config_digest, file_digest, stage_key
-from dedup.io import check_input_file, count_rows, load_input, prepare_output_dir
+from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
+from dedup.lock import output_lock
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
 
@@ -227,6 +228,35 @@ def deduplicate(
     executor = executor or InProcess()
     input_path = str(input_path)
     layout = Layout(prepare_output_dir(output))
+    with output_lock(layout.output), disk_full_is_an_output_error(layout.output):  # one writer at a time
+        return _deduplicate(
+            input_path,
+            config,
+            layout,
+            executor,
+            partitioning,
+            model,
+            models_dir,
+            model_name,
+            retrain,
+            keep_stages,
+            logger,
+        )
+
+
+def _deduplicate(
+    input_path: str,
+    config: DedupConfig,
+    layout: Layout,
+    executor: Executor,
+    partitioning: Partitioning,
+    model: str | Path | None,
+    models_dir: str | Path | None,
+    model_name: str,
+    retrain: bool,
+    keep_stages: bool,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> dict[str, Any]:
     shutil.rmtree(layout.work, ignore_errors=True)  # what a run of an older version left
     clock = StageClock(logger)
     clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows

@@ -8,11 +8,13 @@ half-written file where a notebook or the next run would pick it up.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pyarrow as pa
 
 from dedup.blocking import CandidatePairs, pairs_from_frame, pairs_to_frame
 from dedup.config import DedupConfig
-from dedup.errors import InputError, OutputError
+from dedup.errors import DedupError, InputError, OutputError
 from dedup.normalise import normalise_fields
 
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
@@ -143,6 +145,32 @@ def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<t
         if table[column].null_count() == table.height:
             raise InputError(f"{origin}: field {column!r} is null in every row")
     return table
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full, from the OS, polars or arrow."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
+
+
+@contextmanager
+def disk_full_is_an_output_error(output_dir: Path) -> Iterator[None]:
+    """A full disk during a run becomes one line naming the directory and the space left; the
+    previous outputs are untouched because nothing is published until every stage is done."""
+    try:
+        yield
+    except DedupError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        free = shutil.disk_usage(output_dir).free
+        raise OutputError(
+            f"{output_dir}: no space left on the device ({free:,} bytes free); the previous outputs are "
+            "unchanged: free some space and run again"
+        ) from None
 
 
 def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:

@@ -199,7 +199,9 @@ class DedupModel:
         ``meta.json`` last, whose ``files`` manifest holds every other file's SHA-256."""
 
         def build(tmp: Path) -> None:
-            torch.save(self.encoder_.state_dict(), tmp / "encoder.pt")
+            weights = io.BytesIO()  # written as plain bytes: a full disk is then an OSError, not torch's
+            torch.save(self.encoder_.state_dict(), weights)
+            (tmp / "encoder.pt").write_bytes(weights.getvalue())
             (tmp / "combiner.json").write_text(json.dumps(self.combiner_.to_dict()))
             (tmp / "config.yaml").write_text(config_to_yaml(self.config))
             files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in MODEL_FILES}

@@ -50,6 +50,8 @@ def test_scheduled_deployment_runs_on_a_worker(
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
     assert [s["schedule"]["cron"] for s in weekly["schedules"]] == ["0 3 * * 0"]
     assert nightly["work_pool_name"] == "dedup-pool" and nightly["parameters"]["input_path"] == "data/febrl3.parquet"
+    # one run at a time per deployment: two nightly runs never write one output together
+    assert nightly["global_concurrency_limit"]["limit"] == 1 and weekly["global_concurrency_limit"]["limit"] == 1
 
     out, models = tmp_path / "out", tmp_path / "models"
     started = _prefect(

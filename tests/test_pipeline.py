@@ -24,6 +24,7 @@ def first_run(febrl1_file: Path, tiny_config: DedupConfig, tmp_path_factory: pyt
 def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None:
     out, report = first_run
     assert sorted(p.name for p in out.iterdir()) == [
+        ".lock",  # the one-writer lock (dedup.lock); no stage files stay behind
         "charts",
         "clusters.parquet",
         "model",

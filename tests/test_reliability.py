@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -79,3 +86,100 @@ def test_failed_run_leaves_previous_output_untouched(
     run(source, tiny_config, out)  # the next run clears the leftovers and succeeds
     assert not (out / ".stages").exists()
     assert (out / "clusters.parquet").read_bytes() == before[Path("clusters.parquet")]
+
+
+def _dedup_run(source: Path, config: Path, out: Path) -> subprocess.Popen:
+    dedup = Path(sys.executable).with_name("dedup")
+    return subprocess.Popen(
+        [str(dedup), "run", str(source), "--config", str(config), "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _lock_is_held(out: Path) -> bool:
+    import fcntl
+
+    if not (out / ".lock").exists():
+        return False
+    with open(out / ".lock") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_second_run_into_the_same_output_is_refused(
+    febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    from dedup.lock import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with output_lock(out):  # what a running dedup process holds
+        second = _dedup_run(febrl1_file, tiny_config_file, out)
+        _, err = second.communicate(timeout=120)
+    assert second.returncode == 2
+    assert err.strip().splitlines() == [
+        f"dedup: error: {out}: another dedup run (pid {os.getpid()}) is writing to this directory; "
+        "wait for it to finish or choose another output"
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of ours was touched
+
+
+def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over(
+    febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = _dedup_run(febrl1_file, tiny_config_file, out)
+    deadline = time.monotonic() + 60
+    while not _lock_is_held(out):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    assert (out / ".lock").exists() and not _lock_is_held(out)  # the file stays, the lock died with it
+    second = _dedup_run(febrl1_file, tiny_config_file, out)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err[-2000:]
+    assert pl.read_parquet(out / "clusters.parquet").height == 1000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 MB file system (tmpfs) that the test can fill; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64M", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_previous_outputs_stay(
+    small_disk: Path, febrl1_file: Path, tiny_config_file: Path, tmp_path: Path
+) -> None:
+    out = small_disk / "out"
+    first = _dedup_run(febrl1_file, tiny_config_file, out)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    # leave 256 kB: the retrained model alone needs more
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 256 * 1024))
+    reseeded = tmp_path / "seed7.yaml"
+    reseeded.write_text(tiny_config_file.read_text() + "\nseed: 7\n")
+    second = _dedup_run(febrl1_file, reseeded, out)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dedup: error: {out}: no space left on the device ("), lines
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert {k: v for k, v in after.items() if ".stages" not in k.parts} == before
