@@ -16,6 +16,7 @@ stage and a rerun on unchanged input reuses them. Pieces exchange file paths onl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -122,13 +123,22 @@ def block(
     return Path(merged)
 
 
+def _one_piece(
+    stage: str, fn: Callable[..., Any], dest: Path, result: Path, executor: Executor, logger, *args: Any
+) -> Path:
+    """A stage that is a single piece: run it unless its finished result is there."""
+    if not _finished(dest, result, logger):
+        _one(executor, stage, fn, *args)
+        _mark_done(dest)
+    return result
+
+
 def train(input_path: str, config: DedupConfig, candidates: Path, dest: Path, executor: Executor, logger=log) -> Path:
     """The encoder and combiner, trained on the input, saved to ``dest/model``."""
     model = dest / "model"
-    if not _finished(dest, model, logger):
-        _one(executor, "train", parts.train_part, input_path, config, str(candidates), str(model))
-        _mark_done(dest)
-    return model
+    return _one_piece(
+        "train", parts.train_part, dest, model, executor, logger, input_path, config, str(candidates), str(model)
+    )
 
 
 def score(
@@ -171,15 +181,17 @@ def score(
 
 
 def cluster(input_path: str, config: DedupConfig, pairs: Path, dest: Path, executor: Executor, logger=log) -> Path:
+    """Every input row with its cluster, to ``dest/clusters.parquet``."""
     result = dest / "clusters.parquet"
-    if not _finished(dest, result, logger):
-        _one(executor, "cluster", parts.cluster_part, input_path, config, str(pairs), str(dest))
-        _mark_done(dest)
-    return result
+    return _one_piece(
+        "cluster", parts.cluster_part, dest, result, executor, logger, input_path, config, str(pairs), str(dest)
+    )
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
-    return json.loads((Path(model_dir) / "meta.json").read_text())["encoder_sha256"]
+    """What scores depend on: every model file's checksum (the manifest in ``meta.json``)."""
+    files = json.loads((Path(model_dir) / "meta.json").read_text())["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 # ---- whole jobs ------------------------------------------------------------------------------

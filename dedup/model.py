@@ -209,7 +209,6 @@ class DedupModel:
                 "format_version": FORMAT_VERSION,
                 "dedup_version": __version__,
                 "fields": {f: k.value for f, k in self.config.fields.items()},
-                "encoder_sha256": files["encoder.pt"],
                 "files": files,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -21,7 +21,7 @@ from dedup import graph, parts
 from dedup.config import DedupConfig, load_config
 from dedup.errors import DedupError
 from dedup.graph import Partitioning
-from dedup.io import read_records
+from dedup.io import load_input
 from dedup.model import DedupModel
 from dedup.summary import largest_clusters, report_markdown
 from dedup.threads import share
@@ -123,7 +123,7 @@ def check_before_starting(input_path: str, config_path: str, model: str | None =
     server or a run: None when all is well."""
     try:
         config = load_config(config_path)
-        read_records(input_path, config)
+        load_input(input_path, config)  # kept in memory: the flow's read stage reuses it
         if model is not None:
             DedupModel.load(model, expect=config)
     except DedupError as exc:
