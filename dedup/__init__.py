@@ -2,7 +2,7 @@
 
 The stages, in pipeline order, one module each: ``io`` (read) -> ``blocking`` -> ``encoder`` /
 ``training`` / ``model`` (train) -> ``scoring`` (encode and score) -> ``clustering`` ->
-``report`` (write); ``graph`` declares them and their pieces, ``pipeline.run`` runs the graph
+``report`` and ``publish`` (write); ``graph`` declares them and their pieces, ``pipeline.run`` runs the graph
 in this process, ``flows/`` runs it on Prefect and Dask. ``config`` describes a job.
 
 The public API is below (imported on first use, so ``import dedup`` stays light):
@@ -33,8 +33,10 @@ _API = {
     # the model
     "DedupModel": "dedup.model",
     # outputs and their evaluation
+    "run_dir": "dedup.publish",
     "read_clusters": "dedup.io",
     "explain_pair": "dedup.explain",
+    "format_explanation": "dedup.explain",
     "evaluate_output": "dedup.evaluation",
     "cluster_metrics": "dedup.evaluation",
     "blocking_report": "dedup.analysis",

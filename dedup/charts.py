@@ -25,17 +25,21 @@ from dedup.io import replace_directory  # noqa: E402
 
 
 def write_charts(output_dir: str | Path, config: DedupConfig) -> list[Path]:
-    """Draw every chart from the run's Parquet files; returns the PNG paths."""
+    """Draw every chart from the run's Parquet files; returns the PNG paths.
+
+    The histograms are aggregates computed by streaming scans (a few columns, counted per bin),
+    so drawing them needs memory for the bins, not for every pair.
+    """
     output_dir = Path(output_dir)
-    pairs = pl.read_parquet(output_dir / "pairs.parquet")
-    clusters = pl.read_parquet(output_dir / "clusters.parquet")
+    pairs = pl.scan_parquet(output_dir / "pairs.parquet")
+    clusters = pl.scan_parquet(output_dir / "clusters.parquet")
     names: list[str] = []
 
     def build(tmp: Path) -> None:
         names.append(_probability_histogram(pairs, config.threshold, tmp))
         names.append(_cluster_sizes(clusters, tmp))
         names.append(_field_similarity(pairs, config.field_names, tmp))
-        if config.label_column and config.label_column in clusters.columns:
+        if config.label_column and config.label_column in clusters.collect_schema().names():
             names.append(_precision_recall(pairs, clusters, config, tmp))
 
     replace_directory(build, output_dir / "charts")
@@ -52,48 +56,71 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> str:
     return name
 
 
-def _probability_histogram(pairs: pl.DataFrame, threshold: float, folder: Path) -> str:
+def binned_counts(frame: pl.LazyFrame, column: str, low: float, high: float, bins: int, by: str | None = None) -> dict:
+    """Histogram counts of ``column`` over ``bins`` equal bins of [low, high] (per value of ``by``),
+    computed by a streaming group-by: ``{value of by (None without by): counts}``; nulls and NaN
+    are not counted."""
+    value = pl.col(column).cast(pl.Float64).fill_nan(None)
+    index = ((value - low) / (high - low) * bins).floor().clip(0, bins - 1).cast(pl.Int32).alias("bin")
+    keys = [by] if by else []
+    counted = frame.select(*keys, index).drop_nulls("bin").group_by(*keys, "bin").len().collect(engine="streaming")
+    groups = counted.partition_by(keys, as_dict=True) if keys else {(None,): counted}
+    result: dict = {}
+    for key, rows in groups.items():
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[rows["bin"].to_numpy()] = rows["len"].to_numpy()
+        result[key[0]] = counts
+    return result
+
+
+def _probability_histogram(pairs: pl.LazyFrame, threshold: float, folder: Path) -> str:
+    counts = binned_counts(pairs, "match_probability", 0.0, 1.0, 50).get(None, np.zeros(50, dtype=np.int64))
+    total = int(counts.sum())
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(pairs["match_probability"].to_numpy(), bins=50, range=(0, 1), color="#4477aa")
+    ax.stairs(counts, np.linspace(0, 1, 51), fill=True, color="#4477aa")
     ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold}")
-    if pairs.height:
+    if total:
         ax.set_yscale("log")
     ax.set_xlabel("match probability")
     ax.set_ylabel("candidate pairs (log scale)")
-    ax.set_title(f"Match probability of {pairs.height:,} candidate pairs")
+    ax.set_title(f"Match probability of {total:,} candidate pairs")
     ax.legend()
     return _save(fig, folder, "match_probability.png")
 
 
-def _cluster_sizes(clusters: pl.DataFrame, folder: Path) -> str:
-    sizes = clusters.select("cluster_id", "cluster_size").unique()["cluster_size"].value_counts().sort("cluster_size")
+def _cluster_sizes(clusters: pl.LazyFrame, folder: Path) -> str:
+    sizes = (
+        clusters.group_by("cluster_id")
+        .agg(pl.len().alias("cluster_size"))
+        .group_by("cluster_size")
+        .len("count")
+        .sort("cluster_size")
+        .collect(engine="streaming")
+    )
+    records = int((sizes["cluster_size"] * sizes["count"]).sum())
     fig, ax = plt.subplots(figsize=(7, 4))
     bars = ax.bar(sizes["cluster_size"].to_numpy(), sizes["count"].to_numpy(), color="#228833")
     # a linear axis with each bar's count written on it: on a log axis a bar of 3 clusters looked empty
     ax.bar_label(bars, labels=[f"{c:,}" for c in sizes["count"].to_list()], fontsize=7, padding=1)
     ax.set_xlabel("cluster size (records)")
     ax.set_ylabel("clusters")
-    ax.set_title(f"{clusters['cluster_id'].n_unique():,} clusters from {clusters.height:,} records")
+    ax.set_title(f"{int(sizes['count'].sum()):,} clusters from {records:,} records")
     ax.set_xticks(sizes["cluster_size"].to_numpy()[:30])
     return _save(fig, folder, "cluster_sizes.png")
 
 
-SIMILARITY_SAMPLE = 500_000  # pairs drawn for the similarity histograms: the same picture, a fraction of the time
-
-
-def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> str:
-    if pairs.height > SIMILARITY_SAMPLE:
-        pairs = pairs.sample(SIMILARITY_SAMPLE, seed=0)
+def _field_similarity(pairs: pl.LazyFrame, fields: list[str], folder: Path) -> str:
     cols = min(len(fields), 4)
     rows = int(np.ceil(len(fields) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    match = pairs["is_match"].to_numpy()
+    edges = np.linspace(-1, 1, 41)
+    widths = np.diff(edges)
     for ax, field in zip(axes.flat, fields, strict=False):
-        sims = pairs[f"sim_{field}"].to_numpy().astype(float)
-        for selected, label, colour in ((match, "matches", "#228833"), (~match, "non-matches", "#cc3311")):
-            values = sims[selected & ~np.isnan(sims)]
-            if len(values):
-                ax.hist(values, bins=40, range=(-1, 1), density=True, alpha=0.55, color=colour, label=label)
+        counts = binned_counts(pairs, f"sim_{field}", -1.0, 1.0, 40, by="is_match")
+        for selected, label, colour in ((True, "matches", "#228833"), (False, "non-matches", "#cc3311")):
+            found = counts.get(selected)
+            if found is not None and found.sum():
+                ax.stairs(found / (found.sum() * widths), edges, fill=True, alpha=0.55, color=colour, label=label)
         ax.set_title(field.replace("$", r"\$"), fontsize=10)  # a field name is text, not maths
         ax.set_xlabel("cosine similarity", fontsize=8)
         ax.set_ylabel("density", fontsize=8)
@@ -105,15 +132,14 @@ def _field_similarity(pairs: pl.DataFrame, fields: list[str], folder: Path) -> s
     return _save(fig, folder, "field_similarity.png")
 
 
-def _precision_recall(pairs: pl.DataFrame, clusters: pl.DataFrame, config: DedupConfig, folder: Path) -> str:
-
-    clusters = clusters.filter(
-        pl.Series(label_split(clusters[config.label_column], config.seed, config.label_test_share))
+def _precision_recall(pairs_scan: pl.LazyFrame, clusters_scan: pl.LazyFrame, config: DedupConfig, folder: Path) -> str:
+    id_l, id_r = f"{config.id_column}_l", f"{config.id_column}_r"
+    pairs = pairs_scan.select(id_l, id_r, "match_probability").collect()
+    clusters = clusters_scan.select(config.id_column, config.label_column).collect()
+    held = pl.Series(label_split(clusters[config.label_column], config.seed, config.label_test_share))
+    truth = clusters.filter(held).select(
+        pl.col(config.id_column).cast(pl.String).alias("id"), pl.col(config.label_column).cast(pl.String).alias("t")
     )
-    label = dict(
-        zip(clusters[config.id_column].cast(pl.String), clusters[config.label_column].cast(pl.String), strict=True)
-    )
-    truth = pl.DataFrame({"id": list(label), "t": list(label.values())})
     joined = (
         pairs.select(
             pl.col(f"{config.id_column}_l").cast(pl.String).alias("l"),

@@ -8,6 +8,7 @@ place keeps its path), so the input is hashed by content.
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import cache
 from pathlib import Path
 
@@ -58,3 +59,9 @@ def code_version() -> str:
 def stage_key(stage: str, *parts: str) -> str:
     """Short hex key for a stage from the fingerprints it depends on."""
     return hashlib.sha256("\0".join((stage, code_version(), *parts)).encode()).hexdigest()[:20]
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """What scores depend on: every model file's checksum (the manifest in ``meta.json``)."""
+    files = json.loads((Path(model_dir) / "meta.json").read_text())["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()

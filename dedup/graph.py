@@ -16,7 +16,6 @@ stage and a rerun on unchanged input reuses them. Pieces exchange file paths onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -28,9 +27,10 @@ from typing import Any, Protocol, TypeVar
 
 from dedup import parts, registry
 from dedup.config import DedupConfig
-from dedup.fingerprint import config_digest, file_digest, stage_key
+from dedup.fingerprint import config_digest, file_digest, model_fingerprint, stage_key
 from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
 from dedup.lock import output_lock
+from dedup.publish import remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
 
@@ -188,12 +188,6 @@ def cluster(input_path: str, config: DedupConfig, pairs: Path, dest: Path, execu
     )
 
 
-def model_fingerprint(model_dir: str | Path) -> str:
-    """What scores depend on: every model file's checksum (the manifest in ``meta.json``)."""
-    files = json.loads((Path(model_dir) / "meta.json").read_text())["files"]
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-
-
 # ---- whole jobs ------------------------------------------------------------------------------
 def candidates_and_model(
     input_path: str,
@@ -269,7 +263,7 @@ def _deduplicate(
     keep_stages: bool,
     logger: logging.Logger | logging.LoggerAdapter,
 ) -> dict[str, Any]:
-    shutil.rmtree(layout.work, ignore_errors=True)  # what a run of an older version left
+    remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
     clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
     found = None

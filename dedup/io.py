@@ -25,6 +25,7 @@ from dedup.blocking import CandidatePairs, pairs_from_frame, pairs_to_frame
 from dedup.config import DedupConfig
 from dedup.errors import DedupError, InputError, OutputError
 from dedup.normalise import normalise_fields
+from dedup.publish import run_dir
 
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
 
@@ -86,12 +87,14 @@ def check_input_file(path: str | Path) -> Path:
 
 
 def check_run_output(output_dir: str | Path, names: tuple[str, ...] = ("clusters.parquet", "pairs.parquet")) -> Path:
-    """``output_dir``, if it holds a finished run's files; else an error naming what is missing."""
+    """The directory of the finished run in ``output_dir`` (its current generation, so that every
+    file read from it belongs to one run); else an error naming what is missing."""
     output_dir = Path(output_dir)
+    files = run_dir(output_dir)
     for name in names:
-        if not (output_dir / name).is_file():
+        if not (files / name).is_file():
             raise InputError(f"{output_dir}: no {name} here; is this the output of `dedup run`?")
-    return output_dir
+    return files
 
 
 def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<table>") -> pl.DataFrame:
@@ -201,13 +204,6 @@ def write_parquet_lazy(frame: pl.LazyFrame, target: str | Path) -> Path:
     """Stream a lazy query to Parquet atomically (never the whole table in memory)."""
     target = Path(target)
     _atomic_write(target, lambda tmp: frame.sink_parquet(tmp))
-    return target
-
-
-def copy_file(source: str | Path, target: str | Path) -> Path:
-    """Copy a file atomically (the target never exists half-written)."""
-    target = Path(target)
-    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
     return target
 
 
@@ -341,7 +337,7 @@ def read_clusters(output_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     ``<name>_input`` (``report.json``: ``renamed_input_columns``); they get their names back."""
     from dedup.clustering import OUTPUT_COLUMNS
 
-    output_dir = Path(output_dir)
+    output_dir = run_dir(output_dir)  # both files from one run
     clusters = pl.read_parquet(output_dir / "clusters.parquet")
     report = output_dir / "report.json"
     renames = json.loads(report.read_text()).get("renamed_input_columns", {}) if report.is_file() else {}

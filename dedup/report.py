@@ -1,14 +1,14 @@
 """Report stage: counts, blocking passes, timings, fit diagnostics and (with labels) held-out
 metrics; then the finished outputs are put in place.
 
-``publish`` moves the stage results into ``OUTPUT/`` (each file by an atomic rename, the report
-last), so a failed run never mixes new files with old ones.
+``publish`` puts the stage results, charts and report into a new generation directory and
+switches ``OUTPUT/current`` to it in one rename (``dedup.publish``): a failed or killed run never
+mixes new files with old ones.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +23,9 @@ from dedup.clustering import input_renames
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig
 from dedup.evaluation import evaluate_frames, train_labels
-from dedup.io import (
-    copy_file,
-    largest_blocks,
-    load_candidates,
-    load_input,
-    replace_directory,
-    skipped_passes,
-    swap_directory,
-    write_json,
-)
+from dedup.fingerprint import model_fingerprint
+from dedup.io import largest_blocks, load_candidates, load_input, skipped_passes, write_json
+from dedup.publish import checkpoint, new_generation, place, switch
 from dedup.summary import largest_clusters
 
 DOMINANT_SHARE = 0.5  # a pass bringing more of the candidates than this is flagged in the report
@@ -53,11 +46,6 @@ class Layout:
     def stages(self) -> Path:
         """Content-addressed stage results the Prefect flow reuses across runs."""
         return self.output / ".stages"
-
-    @property
-    def model(self) -> Path:
-        """Where the run's model is published."""
-        return self.output / "model"
 
 
 def scored_candidates(pairs_path: str | Path, candidates: str | Path) -> Path:
@@ -110,8 +98,8 @@ def report_stage(
     report["input"] = str(input_path)
     # relative to the output directory when it lives there, so the output can be moved and read
     # from any working directory (``dedup explain``, the notebook)
-    model = layout.model if files.publish_model else Path(files.model)
-    report["model"] = "model" if files.publish_model else str(model.resolve())
+    report["model"] = "model" if files.publish_model else str(Path(files.model).resolve())
+    report["model_fingerprint"] = model_fingerprint(files.model)  # ties the report to its model's files
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
     report["prior_weight_bits"] = combiner.prior_weight()
     report["model_fit"] = combiner.fit_report_.to_dict()
@@ -119,24 +107,30 @@ def report_stage(
     report["largest_clusters"] = largest_clusters(
         clusters, config.field_names, count=10, renames=report["renamed_input_columns"]
     )
-    publish(layout, report, files, keep_sources)
-    write_charts(layout.output, config)
+    publish(layout, report, files, config, keep_sources)
     return report
 
 
-def publish(layout: Layout, report: dict[str, Any], files: StageFiles, keep_sources: bool) -> None:
-    """Put the finished outputs in place (each by an atomic rename), the report last, then clean up."""
-    if files.publish_model:
-        if keep_sources:
-            replace_directory(lambda tmp: shutil.copytree(files.model, tmp, dirs_exist_ok=True), layout.model)
-        else:
-            swap_directory(files.model, layout.model)
-    for source, name in ((files.pairs, "pairs.parquet"), (files.clusters, "clusters.parquet")):
-        if keep_sources:
-            copy_file(source, layout.output / name)
-        else:
-            os.replace(source, layout.output / name)
-    write_json(report, layout.output / "report.json")
+def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: DedupConfig, keep_sources: bool) -> None:
+    """Put the whole result in place as one unit (see ``dedup.publish``), then clean up."""
+    generation = new_generation(layout.output)
+    try:
+        checkpoint("generation")
+        if files.publish_model:
+            place(files.model, generation / "model", keep_sources)
+            checkpoint("model")
+        for source, name in ((files.pairs, "pairs.parquet"), (files.clusters, "clusters.parquet")):
+            place(source, generation / name, keep_sources)
+            checkpoint(name)
+        write_charts(generation, config)
+        checkpoint("charts")
+        report["run"] = generation.name  # names the generation directory the result lives in
+        write_json(report, generation / "report.json")
+        checkpoint("report.json")
+    except BaseException:
+        shutil.rmtree(generation, ignore_errors=True)  # the previous result stays as it was
+        raise
+    switch(layout.output, generation)
     shutil.rmtree(layout.work, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from dedup.errors import DedupError
 from dedup.graph import Partitioning
 from dedup.io import load_input
 from dedup.model import DedupModel
+from dedup.publish import generation_dir
 from dedup.summary import largest_clusters, report_markdown
 from dedup.threads import share
 from flows.runners import LOCAL_THREADS, task_runner
@@ -36,9 +37,10 @@ def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path)
         markdown=report_markdown(result, title=f"dedup: {output}"),
         description="Counts, blocking passes, stage timings and metrics of this run",
     )
-    charts = sorted((output / "charts").glob("*.png"))
+    files = generation_dir(output, result["run"])  # this run's files, even if another run followed
+    charts = sorted((files / "charts").glob("*.png"))
     images = "\n\n".join(
-        f"### {chart.stem.replace('_', ' ')}\n\n`{chart.resolve()}`\n\n"
+        f"### {chart.stem.replace('_', ' ')}\n\n`{output.absolute() / 'charts' / chart.name}`\n\n"
         f"![{chart.stem}](data:image/png;base64,{base64.b64encode(chart.read_bytes()).decode()})"
         for chart in charts
     )
@@ -47,7 +49,7 @@ def publish_artifacts(result: dict[str, Any], config: DedupConfig, output: Path)
         markdown=f"# Charts of {output}\n\n{images}\n",
         description="Match probabilities, cluster sizes, per-field similarity (and precision-recall with labels)",
     )
-    clusters = pl.read_parquet(output / "clusters.parquet")
+    clusters = pl.read_parquet(files / "clusters.parquet")
     rows = largest_clusters(clusters, config.field_names, renames=result.get("renamed_input_columns"))
     create_table_artifact(
         key="dedup-largest-clusters",

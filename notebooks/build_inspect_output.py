@@ -21,13 +21,14 @@ CELLS = [
         "from pathlib import Path\n\n"
         "import polars as pl\n"
         "from IPython.display import Image, display\n\n"
-        "from dedup.explain import explain_pair, format_explanation\n\n"
+        "import dedup\n\n"
         "here = Path.cwd()\n"
         "root = here.parent if here.name == 'notebooks' else here\n"
         "OUTPUT = Path(os.environ.get('DEDUP_OUTPUT', root / 'out' / 'febrl3'))\n"
-        "clusters = pl.read_parquet(OUTPUT / 'clusters.parquet')\n"
-        "pairs = pl.read_parquet(OUTPUT / 'pairs.parquet')\n"
-        "report = json.loads((OUTPUT / 'report.json').read_text())\n"
+        "RUN = dedup.run_dir(OUTPUT)  # one run's files, even if another run finishes meanwhile\n"
+        "clusters = pl.read_parquet(RUN / 'clusters.parquet')\n"
+        "pairs = pl.read_parquet(RUN / 'pairs.parquet')\n"
+        "report = json.loads((RUN / 'report.json').read_text())\n"
         "id_column = pairs.columns[0].removesuffix('_l')\n"
         "report['counts']"
     ),
@@ -56,8 +57,8 @@ CELLS = [
     ),
     new_code_cell(
         "pair = borderline.row(0, named=True)\n"
-        "explanation = explain_pair(OUTPUT, pair[f'{id_column}_l'], pair[f'{id_column}_r'])\n"
-        "print(format_explanation(explanation))\n"
+        "explanation = dedup.explain_pair(OUTPUT, pair[f'{id_column}_l'], pair[f'{id_column}_r'])\n"
+        "print(dedup.format_explanation(explanation))\n"
         "contributions = {c.removeprefix('bf_'): pair[c] for c in pairs.columns if c.startswith('bf_')}\n"
         "recomputed = report['prior_weight_bits'] + sum(contributions.values())\n"
         "print(f\"prior {report['prior_weight_bits']:+.2f} + fields {sum(contributions.values()):+.2f} = \"\n"
@@ -65,7 +66,7 @@ CELLS = [
     ),
     new_markdown_cell("## Charts"),
     new_code_cell(
-        "for chart in sorted((OUTPUT / 'charts').glob('*.png')):\n"
+        "for chart in sorted((RUN / 'charts').glob('*.png')):\n"
         "    print(chart.name)\n"
         "    display(Image(filename=str(chart)))"
     ),

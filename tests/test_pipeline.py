@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -24,13 +25,20 @@ def first_run(febrl1_file: Path, tiny_config: DedupConfig, tmp_path_factory: pyt
 def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None:
     out, report = first_run
     assert sorted(p.name for p in out.iterdir()) == [
-        ".lock",  # the one-writer lock (dedup.lock); no stage files stay behind
+        ".generations",  # the published result (dedup.publish); no stage files stay behind
+        ".lock",  # the one-writer lock (dedup.lock)
         "charts",
         "clusters.parquet",
+        "current",
         "model",
         "pairs.parquet",
         "report.json",
     ]
+    generation = out / ".generations" / report["run"]
+    assert sorted(p.name for p in (out / ".generations").iterdir()) == [report["run"]]
+    assert os.readlink(out / "current") == f".generations/{report['run']}"
+    for name in ("charts", "clusters.parquet", "model", "pairs.parquet", "report.json"):
+        assert (out / name).is_symlink() and (out / name).resolve() == (generation / name).resolve()
     charts = sorted(p.name for p in (out / "charts").iterdir())
     assert charts == ["cluster_sizes.png", "field_similarity.png", "match_probability.png"]
     assert all((out / "charts" / c).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
