@@ -308,6 +308,17 @@ def default_passes(fields: dict[str, FieldKind]) -> tuple[BlockingPass, ...]:
 
 
 def _parse_pass(item: Any, index: int) -> BlockingPass:
+    try:
+        return _build_pass(item, index)
+    except ValidationError as exc:  # a nested model's error: one line, not pydantic's dump
+        kind = next(iter(item)) if isinstance(item, dict) and item else "pass"
+        problems = "; ".join(
+            f"{'.'.join(map(str, (kind, *error['loc'])))}: {error['msg']}" for error in exc.errors(include_url=False)
+        )
+        raise ValueError(f"blocking pass {index}: {problems}") from None
+
+
+def _build_pass(item: Any, index: int) -> BlockingPass:
     if isinstance(item, BaseModel):
         return item  # already parsed (a config built in code and copied)
     if isinstance(item, str):
@@ -385,12 +396,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: where (line, column) and what."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f": {' '.join(str(exc).split())}"
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    what = "; ".join(part for part in (exc.context, exc.problem) if part)
+    return f"{where}: {' '.join(what.split())}"
+
+
 def parse_config(source: str, origin: str = "<config>") -> DedupConfig:
     """Validate YAML text into a config; errors name the origin, key and line."""
     try:
         raw = yaml.load(source, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{origin}: not valid YAML{_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping of settings at the top level")
     try:

@@ -69,6 +69,27 @@ def test_errors_name_the_key_and_line(change: tuple[str, str], expected: str) ->
     assert expected in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "id_column: id\nfields: {a: name}\nblocking: [{embedding: {k: -5}}]\n",
+            "<config>: blocking.0 (line 3): blocking pass 0: embedding.k: Input should be greater than or equal to 1",
+        ),
+        (
+            "id_column: id\nfields: {a: name}\nblocking: [{tokens: a, rarest: 0}]\n",
+            "<config>: blocking.0 (line 3): blocking pass 0: tokens.rarest: Input should be greater than or equal to 1",
+        ),
+        ("id_column: id\nfields: {a: name\n", "<config>: not valid YAML (line 3, column 1): while parsing a flow"),
+        ("a: 1\na: 2\n", "<config>: not valid YAML (line 2, column 1): key 'a' is given twice"),
+    ],
+)
+def test_nested_and_yaml_errors_are_one_line(source: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(source)
+    assert "\n" not in str(info.value) and str(info.value).startswith(expected), str(info.value)
+
+
 def test_missing_required_key_and_bad_yaml() -> None:
     with pytest.raises(ConfigError, match="id_column.*Field required"):
         parse_config(GOOD.replace("id_column: unique_id", ""))
