@@ -60,6 +60,8 @@ def _print_run(report: dict) -> None:
     )
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in report["timings_seconds"].items())
     print(f"timings: {timings}")
+    for old, new in report.get("renamed_input_columns", {}).items():  # said, not silently overwritten
+        print(f"note: the input's column {old!r} is written as {new!r} (dedup adds its own {old!r})")
     if "metrics" in report:
         m = report["metrics"]
         print(f"held-out metrics: pairwise F1 {m['pairwise']['f1']:.4f}, cluster F1 {m['cluster_pairs']['f1']:.4f}")

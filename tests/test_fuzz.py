@@ -272,6 +272,7 @@ def test_every_input_class_is_a_result_or_one_line(case: Case, tmp_path: Path, c
         assert clusters["cluster_id"][0] == clusters["cluster_id"][1]  # the exact copy is found
     if case.name.startswith("odd column names"):
         assert "cluster_id_input" in clusters.columns
+        assert "note: the input's column 'cluster_id' is written as 'cluster_id_input'" in captured.out
     shutil.rmtree(out, ignore_errors=True)
 
 
