@@ -60,11 +60,18 @@ def binned_counts(frame: pl.LazyFrame, column: str, low: float, high: float, bin
     """Histogram counts of ``column`` over ``bins`` equal bins of [low, high] (per value of ``by``),
     computed by a streaming group-by: ``{value of by (None without by): counts}``; nulls and NaN
     are not counted."""
+    return _counts(_binned_query(frame, column, low, high, bins, by).collect(engine="streaming"), bins, by)
+
+
+def _binned_query(frame: pl.LazyFrame, column: str, low: float, high: float, bins: int, by: str | None) -> pl.LazyFrame:
     value = pl.col(column).cast(pl.Float64).fill_nan(None)
     index = ((value - low) / (high - low) * bins).floor().clip(0, bins - 1).cast(pl.Int32).alias("bin")
     keys = [by] if by else []
-    counted = frame.select(*keys, index).drop_nulls("bin").group_by(*keys, "bin").len().collect(engine="streaming")
-    groups = counted.partition_by(keys, as_dict=True) if keys else {(None,): counted}
+    return frame.select(*keys, index).drop_nulls("bin").group_by(*keys, "bin").len()
+
+
+def _counts(counted: pl.DataFrame, bins: int, by: str | None) -> dict:
+    groups = counted.partition_by([by], as_dict=True) if by else {(None,): counted}
     result: dict = {}
     for key, rows in groups.items():
         counts = np.zeros(bins, dtype=np.int64)
@@ -115,8 +122,10 @@ def _field_similarity(pairs: pl.LazyFrame, fields: list[str], folder: Path) -> s
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     edges = np.linspace(-1, 1, 41)
     widths = np.diff(edges)
-    for ax, field in zip(axes.flat, fields, strict=False):
-        counts = binned_counts(pairs, f"sim_{field}", -1.0, 1.0, 40, by="is_match")
+    # every field's histogram in one pass over the file (polars shares the scan between queries)
+    queries = [_binned_query(pairs, f"sim_{field}", -1.0, 1.0, 40, "is_match") for field in fields]
+    per_field = [_counts(c, 40, "is_match") for c in pl.collect_all(queries, engine="streaming")]
+    for ax, field, counts in zip(axes.flat, fields, per_field, strict=False):
         for selected, label, colour in ((True, "matches", "#228833"), (False, "non-matches", "#cc3311")):
             found = counts.get(selected)
             if found is not None and found.sum():
