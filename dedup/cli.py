@@ -1,4 +1,4 @@
-"""Command line: ``dedup run``, ``evaluate``, ``blocking``, ``explain`` and ``synth``.
+"""Command line: ``dedup run``, ``update``, ``evaluate``, ``blocking``, ``explain`` and ``synth``.
 
 Errors a user can cause print one line to stderr and exit 2; ``--debug`` shows the traceback.
 """
@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     blocking.add_argument("--model", default=None, help="model for embedding passes (else one is trained)")
     blocking.add_argument("--label-column", default=None, help="true entity column, for pair completeness")
 
+    update = sub.add_parser("update", help="add, correct or delete records in a previous run's output")
+    update.add_argument("changes", help="Parquet/CSV of new or corrected records (optional `op` column: upsert/delete)")
+    update.add_argument("--previous", required=True, help="output directory of `dedup run` (or of an update)")
+    update.add_argument("--output", help="where the updated result goes (default: --previous, as a new generation)")
+    inbox = sub.add_parser("inbox", help="apply every change file dropped in a folder to a master output, once each")
+    inbox.add_argument("inbox", help="folder of change files (*.parquet, *.csv), applied in name order")
+    inbox.add_argument("--master", required=True, help="output directory the changes are applied to")
     explain = sub.add_parser("explain", help="field-by-field evidence for one pair of records")
     explain.add_argument("output", help="output directory of `dedup run`")
     explain.add_argument("--id", action="append", required=True, dest="ids", help="record id (give two)")
@@ -87,6 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = run(args.input, args.config, args.output, model_path=args.model)
             _print_run(report)
             print(f"wrote {args.output}/clusters.parquet, pairs.parquet, report.json")
+        elif args.command == "update":
+            from dedup.update import update
+
+            report = update(args.changes, args.previous, args.output)
+            _print_run(report)
+            changes = ", ".join(f"{n} {reason}" for reason, n in report["update"]["changes"].items() if n)
+            print(f"changes: {changes or 'none'}; {report['update']['pairs_scored']} pairs scored")
+        elif args.command == "inbox":
+            from dedup.update import apply_inbox
+
+            applied = apply_inbox(args.inbox, args.master)
+            print(f"applied {len(applied)} file(s): {', '.join(applied) or 'none new'}")
         elif args.command == "explain":
             from dedup.explain import explain_pair, format_explanation
 

@@ -300,7 +300,7 @@ def _deduplicate(
     )
     cluster_dir = layout.stages / f"cluster-{stage_key('cluster', score_key)}"
     clusters = clock("cluster", cluster, input_path, config, pairs, cluster_dir, executor, logger)
-    files = StageFiles(candidates, pairs, clusters, model_dir, publish_model)
+    files = StageFiles(candidates, pairs, clusters, model_dir, publish_model, pairs.parent / "embeddings")
     start = time.perf_counter()
     report = _one(
         executor, "report", report_stage, input_path, config, str(layout.output), clock.seconds, files, keep_stages

@@ -23,7 +23,7 @@ from pathlib import Path
 
 GENERATIONS = ".generations"
 CURRENT = "current"
-PUBLISHED = ("pairs.parquet", "clusters.parquet", "report.json", "model", "charts")
+PUBLISHED = ("pairs.parquet", "clusters.parquet", "report.json", "model", "charts", "changes.parquet")
 # what earlier versions or killed runs leave beside the outputs: temporary files and links
 _LEFTOVERS = (".current.*", ".*.link.*", ".*.old.*", ".model.*", ".charts.*", ".pairs.parquet.*", ".clusters.parquet.*")
 _LEFTOVERS += (".report.json.*", ".work")

@@ -63,6 +63,7 @@ class StageFiles:
     clusters: Path
     model: Path
     publish_model: bool  # True when the model was trained by this run and belongs in OUTPUT/model
+    embeddings: Path | None = None  # the encode pieces: published so `dedup update` reuses them
 
 
 def report_stage(
@@ -122,6 +123,8 @@ def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: D
         for source, name in ((files.pairs, "pairs.parquet"), (files.clusters, "clusters.parquet")):
             place(source, generation / name, keep_sources)
             checkpoint(name)
+        if files.embeddings is not None and files.embeddings.is_dir():
+            place(files.embeddings, generation / "embeddings", keep_sources)
         write_charts(generation, config)
         checkpoint("charts")
         report["run"] = generation.name  # names the generation directory the result lives in

@@ -52,6 +52,9 @@ def test_scheduled_deployment_runs_on_a_worker(
     assert nightly["work_pool_name"] == "dedup-pool" and nightly["parameters"]["input_path"] == "data/febrl3.parquet"
     # one run at a time per deployment: two nightly runs never write one output together
     assert nightly["global_concurrency_limit"]["limit"] == 1 and weekly["global_concurrency_limit"]["limit"] == 1
+    inbox = httpx.get(f"{api}/deployments/name/update-inbox/inbox").json()
+    assert [s["schedule"]["cron"] for s in inbox["schedules"]] == ["0 * * * *"]
+    assert inbox["global_concurrency_limit"]["limit"] == 1 and inbox["parameters"]["master"] == "out/scheduled/febrl3"
 
     out, models = tmp_path / "out", tmp_path / "models"
     started = _prefect(

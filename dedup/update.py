@@ -1,0 +1,516 @@
+"""Incremental runs: new, corrected and deleted records join a previous run's clusters.
+
+``update`` takes a finished output (the master) and a file of changes, and publishes a new
+result with the previous run's model (no retraining). Its cost grows with the changed records,
+not with the master: only pairs that involve a changed record are scored; the master's other
+pairs, embeddings and clusters' ids are reused.
+
+1. Records: the master's rows (corrected ones replaced in place, deleted ones dropped), then the
+   new rows. A change file may carry an ``op`` column: ``upsert`` (the default) or ``delete``.
+2. Candidates: each rule pass joins the changed records' keys against every record's (block
+   passes), or runs and keeps the pairs touching a changed record (the other passes); the
+   embedding passes look up the changed records' nearest neighbours among all records, using
+   the master's published embeddings and encoding only the changed records.
+3. Scores: the new candidate pairs, with the previous model and the value frequencies of the
+   updated records; the master's pairs between unchanged records are kept as they were.
+4. Clusters: recomputed over all pairs (cheap next to scoring), then given stable ids
+   (:func:`stable_cluster_ids`); ``changes.parquet`` lists every record whose cluster changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dedup.blocking import (
+    CandidatePairs,
+    EmbeddingPass,
+    ExactPass,
+    _key_frame,
+    estimate_pass,
+    pass_allowed,
+    record_vectors,
+    run_pass,
+    union_pairs,
+)
+from dedup.charts import write_charts
+from dedup.clustering import cluster_frame, cluster_labels, confidence_sums, input_renames
+from dedup.encoder import FieldEmbeddings
+from dedup.errors import InputError
+from dedup.explain import model_path
+from dedup.fingerprint import file_digest, model_fingerprint
+from dedup.frequencies import field_statistics
+from dedup.io import (
+    check_input_file,
+    check_run_output,
+    disk_full_is_an_output_error,
+    prepare_output_dir,
+    read_clusters,
+    read_table,
+    validate_records,
+    write_json,
+    write_parquet,
+)
+from dedup.lock import output_lock
+from dedup.model import DedupModel
+from dedup.neighbours import nearest_neighbours
+from dedup.normalise import normalise_fields
+from dedup.parts import load_embeddings
+from dedup.publish import checkpoint, new_generation, place, remove_leftovers, run_dir, switch
+from dedup.scoring import score_pairs
+
+log = logging.getLogger("dedup")
+
+OP_COLUMN = "op"
+REASONS = ("new", "joined", "merged", "split", "updated", "deleted")
+
+
+def update(
+    changes_path: str | Path,
+    previous: str | Path,
+    output: str | Path | None = None,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+    ledger_entry: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Apply the records in ``changes_path`` to the run in ``previous``; publish to ``output``
+    (default: ``previous`` itself, as a new generation). Returns the report. ``ledger_entry``
+    is added to the report's ledger of applied files (see :func:`apply_inbox`)."""
+    previous = Path(previous)
+    output = Path(output) if output is not None else previous
+    prepare_output_dir(output)
+    with output_lock(output), disk_full_is_an_output_error(output):
+        remove_leftovers(output)
+        return _update(Path(changes_path), previous, output, logger, ledger_entry)
+
+
+def apply_inbox(
+    inbox: str | Path, master: str | Path, logger: logging.Logger | logging.LoggerAdapter = log
+) -> list[str]:
+    """Apply every change file in ``inbox`` (``*.parquet``, ``*.csv``, in name order) to ``master``
+    exactly once; returns the names applied now.
+
+    The ledger of applied files (name and content SHA-256) is ``report.json`` → ``ledger``, so it
+    is published in the same atomic switch as the result it describes: after a crash (kill -9
+    included) at any moment, a file is either in the result and the ledger, or in neither, and
+    the next call applies exactly the files still missing. A file whose content was applied
+    before (under any name) is skipped.
+    """
+    return [path.name for path in inbox_files(inbox) if apply_file(path, master, logger)]
+
+
+def inbox_files(inbox: str | Path) -> list[Path]:
+    """The change files in a folder, in the order they are applied (by name)."""
+    suffixes = (".parquet", ".csv", ".tsv")
+    return sorted(p for p in Path(inbox).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def apply_file(path: str | Path, master: str | Path, logger: logging.Logger | logging.LoggerAdapter = log) -> bool:
+    """Apply one change file to ``master`` unless its content is in the ledger; True if applied."""
+    path, master = Path(path), Path(master)
+    digest = file_digest(path)
+    ledger = json.loads((run_dir(master) / "report.json").read_text()).get("ledger", [])
+    if digest in {entry["sha256"] for entry in ledger}:
+        return False
+    logger.info("applying %s", path.name)
+    update(path, master, master, logger, ledger_entry={"file": path.name, "sha256": digest})
+    return True
+
+
+def _update(
+    changes_path: Path,
+    previous: Path,
+    output: Path,
+    logger: logging.Logger | logging.LoggerAdapter,
+    ledger_entry: dict[str, str] | None = None,
+) -> dict:
+    clock: dict[str, float] = {}
+    start = time.perf_counter()
+    master = check_run_output(previous, ("clusters.parquet", "pairs.parquet", "report.json"))
+    report_before = json.loads((master / "report.json").read_text())
+    model_dir = model_path(master, report_before)
+    model = DedupModel.load(model_dir)
+    config = model.config
+    id_col = config.id_column
+    inputs, outputs = read_clusters(master)
+    upserts, deletes = _read_changes(changes_path, config, inputs)
+    records, changed, before = _merge(inputs, outputs, upserts, deletes, id_col)
+    normalised = normalise_fields(records, config)
+    clock["read"] = _lap(start)
+
+    embeddings = _embeddings(master, model, inputs, records, normalised, changed, before, config.field_names)
+    clock["encode"] = _lap(start, clock)
+    pairs = _candidates(records, normalised, config, embeddings, changed)
+    clock["block"] = _lap(start, clock)
+    statistics = field_statistics(normalised, config)
+    scored = score_pairs(id_col, model.combiner_, records, embeddings, statistics, pairs)
+    scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
+    kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)), scored.columns)
+    all_pairs = pl.concat([kept, scored.select(kept.columns)], how="vertical_relaxed")
+    clock["score"] = _lap(start, clock)
+
+    position = pl.DataFrame({id_col: records[id_col], "_row": pl.int_range(records.height, eager=True)})
+    ends = all_pairs.select(f"{id_col}_l", f"{id_col}_r", "match_probability")
+    ends = ends.join(position.rename({id_col: f"{id_col}_l", "_row": "l"}), on=f"{id_col}_l")
+    ends = ends.join(position.rename({id_col: f"{id_col}_r", "_row": "r"}), on=f"{id_col}_r")
+    left, right = ends["l"].to_numpy(), ends["r"].to_numpy()
+    probability = ends["match_probability"].to_numpy()
+    labels = cluster_labels(records.height, left, right, probability, config.threshold, config.clustering)
+    total, count = confidence_sums(labels, left, right, probability)
+    clusters = cluster_frame(records, id_col, labels, total, count)
+    ids = stable_cluster_ids(labels, before["cluster_id"], before["_first"], records[id_col])
+    clusters = clusters.with_columns(ids.alias("cluster_id"))
+    changes = change_list(records[id_col], before, ids, labels, changed, deletes, id_col)
+    clock["cluster"] = _lap(start, clock)
+
+    corrected = int(before["corrected"].sum())
+    report = _report(
+        report_before, config, records, clusters, all_pairs, len(pairs), kept.height, changes, corrected, clock
+    )
+    report["updated_from"] = {"output": str(previous), "run": report_before.get("run")}
+    report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
+    report["input"] = str(changes_path)
+    report["renamed_input_columns"] = input_renames(records.columns)
+    _publish(output, model_dir, clusters, all_pairs, changes, embeddings, report, config)
+    logger.info(
+        "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
+        records.height,
+        report["update"]["new_records"],
+        report["update"]["corrected_records"],
+        report["update"]["deleted_records"],
+        report["counts"]["clusters"],
+        len(pairs),
+        kept.height,
+    )
+    return report
+
+
+def _lap(start: float, clock: dict[str, float] | None = None) -> float:
+    """Seconds since ``start`` not yet booked in ``clock``."""
+    return round(time.perf_counter() - start - sum((clock or {}).values()), 4)
+
+
+# ---- 1. records -----------------------------------------------------------------------------
+def _read_changes(path: Path, config, inputs: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """(records to insert or correct, ids to delete), checked against the master's columns."""
+    table = read_table(check_input_file(path))
+    origin = str(path)
+    id_col = config.id_column
+    if id_col not in table.columns:
+        raise InputError(f"{origin}: no id column {id_col!r} (the file has: {', '.join(table.columns)})")
+    if OP_COLUMN in table.columns and OP_COLUMN not in inputs.columns:
+        ops = table[OP_COLUMN].cast(pl.String).fill_null("upsert").str.to_lowercase()
+        bad = table.with_row_index("_row").filter(~ops.is_in(["upsert", "delete"]))
+        if bad.height:
+            raise InputError(
+                f"{origin}: column {OP_COLUMN!r} must be 'upsert' or 'delete', got {bad[OP_COLUMN][0]!r} "
+                f"at row {bad['_row'][0]}"
+            )
+        deletes = table.filter(ops == "delete")[id_col]
+        table = table.filter(ops != "delete").drop(OP_COLUMN)
+    else:
+        deletes = table[id_col].clear()
+    extra = [c for c in table.columns if c not in inputs.columns]
+    missing = [c for c in inputs.columns if c not in table.columns]
+    if extra or missing:
+        raise InputError(
+            f"{origin}: the columns differ from the previous run's input"
+            + (f"; missing: {', '.join(map(repr, missing))}" if missing else "")
+            + (f"; not in the previous input: {', '.join(map(repr, extra))}" if extra else "")
+        )
+    try:
+        table = table.select(pl.col(c).cast(inputs.schema[c]) for c in inputs.columns)
+        deletes = deletes.cast(inputs.schema[id_col])
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{origin}: values do not fit the previous input's column types: {exc}") from None
+    if table.height:
+        validate_records(table, config, origin)
+    unknown = deletes.filter(~deletes.is_in(inputs[id_col].implode()))
+    if unknown.len():
+        raise InputError(f"{origin}: cannot delete id(s) the previous run does not hold: {unknown.head(5).to_list()}")
+    both = deletes.filter(deletes.is_in(table[id_col].implode()))
+    if both.len():
+        raise InputError(f"{origin}: id(s) both upserted and deleted: {both.head(5).to_list()}")
+    return table, deletes
+
+
+def _merge(
+    inputs: pl.DataFrame, outputs: pl.DataFrame, upserts: pl.DataFrame, deletes: pl.Series, id_col: str
+) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """The updated records (master rows, corrected in place, minus deletions; then new rows),
+    which rows changed, and per row its previous cluster and first-seen position (null if new)."""
+    master = inputs.with_columns(
+        outputs["cluster_id"].alias("_cluster_before"), pl.int_range(inputs.height).alias("_first")
+    )
+    master = master.filter(~pl.col(id_col).is_in(deletes.implode()))
+    corrected = upserts.filter(pl.col(id_col).is_in(master[id_col].implode()))
+    fresh = upserts.filter(~pl.col(id_col).is_in(master[id_col].implode()))
+    if corrected.height:  # a correction replaces the whole record, nulls included
+        replacement = corrected.rename({c: f"_new_{c}" for c in corrected.columns if c != id_col})
+        master = master.join(
+            replacement.with_columns(pl.lit(True).alias("_hit")), on=id_col, how="left", maintain_order="left"
+        )
+        master = master.with_columns(
+            pl.when(pl.col("_hit")).then(pl.col(f"_new_{c}")).otherwise(pl.col(c)).alias(c)
+            for c in inputs.columns
+            if c != id_col
+        ).drop([f"_new_{c}" for c in inputs.columns if c != id_col] + ["_hit"])
+    records = pl.concat([master.select(inputs.columns), fresh], how="vertical_relaxed")
+    changed = np.concatenate(
+        [master[id_col].is_in(corrected[id_col].implode()).to_numpy(), np.ones(fresh.height, dtype=bool)]
+    )
+    none = pl.Series([None] * fresh.height)
+    before = pl.DataFrame(
+        {
+            "cluster_id": pl.concat([master["_cluster_before"], none.cast(outputs["cluster_id"].dtype)]),
+            "_first": pl.concat([master["_first"].cast(pl.Int64), none.cast(pl.Int64)]),
+            "corrected": changed & (np.arange(records.height) < master.height),
+        }
+    )
+    return records, changed, before
+
+
+# ---- 2. candidates --------------------------------------------------------------------------
+def _embeddings(
+    master: Path,
+    model: DedupModel,
+    inputs: pl.DataFrame,
+    records: pl.DataFrame,
+    normalised: pl.DataFrame,
+    changed: np.ndarray,
+    before: pl.DataFrame,
+    fields: list[str],
+) -> FieldEmbeddings:
+    """Every record's embeddings: the master's published ones for unchanged rows, the model's
+    for changed rows (all rows when the master has none, e.g. it was written by an older version)."""
+    pieces = sorted((master / "embeddings").glob("embeddings-*.npz"))
+    if not pieces:
+        return model.embed(normalised)
+    published = load_embeddings(pieces, fields)
+    rows = before["_first"].to_numpy()  # the master row of each unchanged record
+    fresh = model.embed(normalised.filter(pl.Series(changed)))
+    tables, codes = {}, {}
+    for f in fields:
+        offset = len(published.tables[f]) - 1
+        code = np.zeros(records.height, dtype=np.int32)
+        code[~changed] = published.codes[f][rows[~changed].astype(np.int64)]
+        code[changed] = np.where(fresh.codes[f] > 0, fresh.codes[f] + offset, 0)
+        tables[f] = np.vstack([published.tables[f], fresh.tables[f][1:]])
+        codes[f] = code
+    return FieldEmbeddings(tables, codes)
+
+
+def _candidates(
+    records: pl.DataFrame, normalised: pl.DataFrame, config, embeddings: FieldEmbeddings, changed: np.ndarray
+) -> CandidatePairs:
+    """Candidate pairs with at least one changed record, each with the first pass that found it."""
+    per_pass = []
+    changed_rows = np.flatnonzero(changed)
+    for p in config.passes:
+        if isinstance(p, EmbeddingPass):
+            per_pass.append(_embedding_neighbours(embeddings, changed_rows, p))
+            continue
+        if not pass_allowed(estimate_pass(records, normalised, p), p, config, records.height):
+            per_pass.append((np.empty(0, np.int64),) * 2)
+        elif isinstance(p, ExactPass):
+            per_pass.append(_block_changed(records, normalised, p, changed))
+        else:  # sorted neighbourhood and token passes depend on their neighbours: run, then keep
+            left, right = run_pass(records, normalised, p)
+            touch = changed[left] | changed[right]
+            per_pass.append((left[touch], right[touch]))
+    return union_pairs(per_pass, tuple(p.name for p in config.passes))
+
+
+def _block_changed(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass, changed: np.ndarray) -> tuple:
+    """An exact-key pass for the changed records only: their keys joined against everyone's."""
+    keys = _key_frame(records, normalised, p)
+    names = [c for c in keys.columns if c != "_row"]
+    mine = keys.filter(pl.Series(changed[keys["_row"].to_numpy()]))
+    found = mine.join(keys, on=names, suffix="_other").filter(pl.col("_row") != pl.col("_row_other"))
+    return found["_row"].to_numpy().astype(np.int64), found["_row_other"].to_numpy().astype(np.int64)
+
+
+def _embedding_neighbours(embeddings: FieldEmbeddings, changed_rows: np.ndarray, p: EmbeddingPass) -> tuple:
+    """The changed records' ``k`` nearest neighbours among all records (both directions: a changed
+    record can also be among an unchanged one's nearest, which the full run would find)."""
+    vectors = record_vectors(embeddings)
+    left, right = nearest_neighbours(vectors[changed_rows], vectors, p.k + 1, p.min_similarity, method=p.method)
+    left = changed_rows[left]
+    keep = left != right
+    return left[keep], right[keep]
+
+
+def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """The master's scored pairs between records that did not change (streamed filter)."""
+    ids = unchanged.implode()
+    return (
+        pl.scan_parquet(master / "pairs.parquet")
+        .filter(pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids))
+        .collect()
+    )
+
+
+# ---- 4. stable cluster ids ------------------------------------------------------------------
+def stable_cluster_ids(labels: np.ndarray, previous: pl.Series, first_seen: pl.Series, ids: pl.Series) -> pl.Series:
+    """One cluster id per record, stable across updates (the README's rules):
+
+    - each previous cluster's id goes to the new cluster holding its oldest surviving record
+      (the one that came first in the master): a cluster that only gains records keeps its id,
+      and after a split the part holding the oldest record keeps it;
+    - a new cluster that inherits several ids (a merge) keeps the one whose oldest record came
+      first; the others are retired;
+    - a cluster that inherits none (only new records, or the other parts of a split) gets the
+      smallest of its record ids that is no cluster's id yet.
+    """
+    frame = pl.DataFrame({"label": labels, "previous": previous, "first": first_seen, "id": ids}).with_row_index("_row")
+    heirs = (
+        frame.filter(pl.col("previous").is_not_null())
+        .sort("first")
+        .group_by("previous", maintain_order=True)
+        .first()
+        .select("previous", "label", "first")
+    )
+    kept = heirs.sort("first").group_by("label", maintain_order=True).first().select("label", "previous")
+    used = set(kept["previous"].to_list())
+    assigned = dict(zip(kept["label"].to_list(), kept["previous"].to_list(), strict=True))
+    orphans = frame.filter(~pl.col("label").is_in(kept["label"].implode())).sort("id")
+    free = orphans.filter(~pl.col("id").is_in(list(used))).group_by("label", maintain_order=True).first()
+    for label, value in zip(free["label"].to_list(), free["id"].to_list(), strict=True):
+        assigned[label] = value
+        used.add(value)
+    missing = [label for label in orphans["label"].unique().to_list() if label not in assigned]
+    if missing:  # every member's id names another cluster: fall back to any unused record id
+        spare = iter(v for v in ids.sort().to_list() if v not in used)
+        for label in missing:
+            assigned[label] = next(spare)
+    return pl.Series("cluster_id", [assigned[label] for label in labels.tolist()], dtype=ids.dtype)
+
+
+def change_list(
+    ids: pl.Series,
+    before: pl.DataFrame,
+    after: pl.Series,
+    labels: np.ndarray,
+    changed: np.ndarray,
+    deletes: pl.Series,
+    id_col: str,
+) -> pl.DataFrame:
+    """``changes.parquet``: each record that is new, corrected, deleted or whose cluster id changed."""
+    frame = pl.DataFrame(
+        {
+            id_col: ids,
+            "previous_cluster_id": before["cluster_id"],
+            "cluster_id": after,
+            "_label": labels,
+            "_first": before["_first"],
+            "_corrected": before["corrected"],
+            "_changed": changed,
+        }
+    )
+    heirs = (
+        frame.filter(pl.col("previous_cluster_id").is_not_null())
+        .sort("_first")
+        .group_by("previous_cluster_id", maintain_order=True)
+        .first()
+        .select("previous_cluster_id", pl.col("_label").alias("_heir"))
+    )
+    frame = frame.join(heirs, on="previous_cluster_id", how="left", maintain_order="left")
+    old_ids = before["cluster_id"].drop_nulls().unique().implode()
+    reason = (
+        pl.when(pl.col("previous_cluster_id").is_null())
+        .then(pl.when(pl.col("cluster_id").is_in(old_ids)).then(pl.lit("joined")).otherwise(pl.lit("new")))
+        .when(pl.col("cluster_id") == pl.col("previous_cluster_id"))
+        .then(pl.when(pl.col("_corrected")).then(pl.lit("updated")).otherwise(None))
+        .when(pl.col("_heir") == pl.col("_label"))
+        .then(pl.lit("merged"))
+        .otherwise(pl.lit("split"))
+    )
+    listed = frame.with_columns(reason.alias("reason")).filter(pl.col("reason").is_not_null())
+    listed = listed.select(id_col, "previous_cluster_id", "cluster_id", "reason")
+    gone = pl.DataFrame({id_col: deletes}).with_columns(
+        pl.lit(None).cast(after.dtype).alias("previous_cluster_id"),
+        pl.lit(None).cast(after.dtype).alias("cluster_id"),
+        pl.lit("deleted").alias("reason"),
+    )
+    return pl.concat([listed, gone], how="vertical_relaxed").with_columns(pl.col("reason").cast(pl.Enum(list(REASONS))))
+
+
+# ---- report and publish ---------------------------------------------------------------------
+def _report(
+    before: dict,
+    config,
+    records: pl.DataFrame,
+    clusters: pl.DataFrame,
+    pairs: pl.DataFrame,
+    scored: int,
+    kept: int,
+    changes: pl.DataFrame,
+    corrected: int,
+    clock: dict[str, float],
+) -> dict[str, Any]:
+    sizes = clusters.select("cluster_id", "cluster_size").unique()
+    reasons = changes["reason"].cast(pl.String).value_counts()
+    by_reason = dict(zip(reasons["reason"].to_list(), reasons["count"].to_list(), strict=True))
+    return {
+        "counts": {
+            "records": records.height,
+            "candidate_pairs": pairs.height,
+            "matches": int(pairs["is_match"].sum()),
+            "clusters": sizes.height,
+            "duplicate_clusters": int((sizes["cluster_size"] > 1).sum()),
+            "records_in_duplicate_clusters": int((clusters["cluster_size"] > 1).sum()),
+            "largest_cluster": int(sizes["cluster_size"].max()),
+        },
+        "update": {
+            "records_before": before["counts"]["records"],
+            "new_records": by_reason.get("new", 0) + by_reason.get("joined", 0),
+            "corrected_records": corrected,
+            "deleted_records": by_reason.get("deleted", 0),
+            "pairs_scored": scored,
+            "pairs_kept": kept,
+            "changes": {reason: by_reason.get(reason, 0) for reason in REASONS},
+        },
+        "threshold": config.threshold,
+        "timings_seconds": clock,
+        "model": "model",
+        "prior_weight_bits": before.get("prior_weight_bits"),
+        "model_fit": before.get("model_fit"),
+    }
+
+
+def _publish(
+    output: Path,
+    model_dir: Path,
+    clusters: pl.DataFrame,
+    pairs: pl.DataFrame,
+    changes: pl.DataFrame,
+    embeddings: FieldEmbeddings,
+    report: dict[str, Any],
+    config,
+) -> None:
+    """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
+    generation = new_generation(output)
+    try:
+        place(model_dir, generation / "model", keep_source=True)  # linked, not copied
+        write_parquet(pairs, generation / "pairs.parquet")
+        write_parquet(clusters, generation / "clusters.parquet")
+        write_parquet(changes, generation / "changes.parquet")
+        arrays = {f"table.{j}": embeddings.tables[f] for j, f in enumerate(embeddings.fields)}
+        arrays |= {f"codes.{j}": embeddings.codes[f] for j, f in enumerate(embeddings.fields)}
+        (generation / "embeddings").mkdir()
+        np.savez(generation / "embeddings" / "embeddings-000000000000.npz", **arrays)
+        write_charts(generation, config)
+        report["model_fingerprint"] = model_fingerprint(generation / "model")
+        report["run"] = generation.name
+        write_json(report, generation / "report.json")
+        checkpoint("report.json")
+    except BaseException:
+        shutil.rmtree(generation, ignore_errors=True)
+        raise
+    switch(output, generation)

@@ -1,0 +1,192 @@
+"""Incremental runs: new, corrected and deleted records join a master run with stable cluster ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dedup.cli import main
+from dedup.config import DedupConfig
+from dedup.evaluation import cluster_metrics
+from dedup.pipeline import run
+from dedup.update import stable_cluster_ids, update
+
+ROOT = Path(__file__).resolve().parents[1]
+FEBRL3 = pl.read_parquet(ROOT / "data" / "febrl3.parquet")
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory, tiny_config: DedupConfig) -> dict:
+    """Febrl3's first 3,000 records deduplicated; the rest arrive in two daily drops."""
+    root = tmp_path_factory.mktemp("update")
+    base, first, second = FEBRL3.head(3000), FEBRL3.slice(3000, 1000), FEBRL3.slice(4000)
+    paths = {}
+    for name, frame in (("base", base), ("first", first), ("second", second), ("all", FEBRL3)):
+        paths[name] = root / f"{name}.parquet"
+        frame.write_parquet(paths[name])
+    run(paths["base"], tiny_config, root / "master")
+    return {"root": root, "config": tiny_config, **paths}
+
+
+def _agreement(a: pl.DataFrame, b: pl.DataFrame) -> float:
+    joined = a.select("rec_id", "cluster_id").join(b.select("rec_id", "cluster_id"), on="rec_id", suffix="_b")
+    assert joined.height == a.height == b.height
+    metrics = cluster_metrics(
+        joined["cluster_id"].cast(pl.String).to_numpy(), joined["cluster_id_b"].cast(pl.String).to_numpy()
+    )
+    return metrics["cluster_pairs"]["f1"]
+
+
+def test_daily_drops_agree_with_a_full_rerun(master: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = update(master["first"], master["root"] / "master", out)
+    second = update(master["second"], out)  # the master updated in place, as a new generation
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    assert clusters["rec_id"].to_list() == FEBRL3["rec_id"].to_list()  # every record once, master order first
+    full = run(master["all"], master["config"], tmp_path / "full", model_path=master["root"] / "master" / "model")
+    assert _agreement(clusters, pl.read_parquet(tmp_path / "full" / "clusters.parquet")) >= 0.99
+    # the cost follows the new records: 1,000 of 5,000 records touch 1 - 0.8² = 36% of the pairs
+    assert second["update"]["pairs_scored"] < 0.45 * full["counts"]["candidate_pairs"]
+    assert first["update"]["new_records"] == second["update"]["new_records"] == 1000
+    assert second["updated_from"]["run"] == first["run"] and second["run"] != first["run"]
+    # the master's model is reused, not retrained, and the output explains itself
+    assert second["model_fingerprint"] == first["model_fingerprint"]
+    assert main(["explain", str(out), "--id", "rec-1496-org", "--id", "rec-552-dup-3"]) == 0
+
+
+def test_ids_of_unchanged_clusters_stay_and_changes_are_listed(master: dict, tmp_path: Path) -> None:
+    before = pl.read_parquet(master["root"] / "master" / "clusters.parquet").select("rec_id", "cluster_id")
+    update(master["first"], master["root"] / "master", tmp_path / "out")
+    after = pl.read_parquet(tmp_path / "out" / "clusters.parquet").select("rec_id", "cluster_id")
+    changes = pl.read_parquet(tmp_path / "out" / "changes.parquet")
+    moved = before.join(after, on="rec_id", suffix="_after").filter(pl.col("cluster_id") != pl.col("cluster_id_after"))
+    # every master record whose id changed is listed, with the reason, and nothing else of theirs
+    listed = changes.filter(pl.col("previous_cluster_id").is_not_null())
+    assert sorted(moved["rec_id"].to_list()) == sorted(listed["rec_id"].to_list())
+    assert set(listed["reason"].cast(pl.String)) <= {"merged", "split"}
+    new = changes.filter(pl.col("previous_cluster_id").is_null())
+    assert new.height == 1000 and set(new["reason"].cast(pl.String)) <= {"new", "joined"}
+    joined = new.filter(pl.col("reason") == "joined")
+    assert joined["cluster_id"].is_in(before["cluster_id"].implode()).all()  # joined = kept an old id
+    # clusters that only gained records kept their id: most of the master's ids are still there
+    assert before["cluster_id"].is_in(after["cluster_id"].implode()).mean() > 0.99
+
+
+def test_corrections_and_deletions(master: dict, tmp_path: Path) -> None:
+    clusters = pl.read_parquet(master["root"] / "master" / "clusters.parquet")
+    pair = clusters.filter(pl.col("cluster_size") == 2).sort("rec_id").head(2)  # one cluster of two
+    assert pair["cluster_id"].n_unique() == 1
+    keep, drop = pair["rec_id"].to_list()
+    other = clusters.filter(pl.col("cluster_size") == 1).row(-1, named=True)  # later in the master than keep
+    # delete one member of the pair; rewrite a singleton to be an exact copy of the kept member
+    copy = (
+        pair.filter(pl.col("rec_id") == keep)
+        .select(FEBRL3.columns)
+        .with_columns(pl.lit(other["rec_id"]).alias("rec_id"))
+    )
+    changes = pl.concat(
+        [
+            copy.with_columns(pl.lit("upsert").alias("op")),
+            pair.filter(pl.col("rec_id") == drop).select(FEBRL3.columns).with_columns(pl.lit("delete").alias("op")),
+        ]
+    )
+    changes.write_parquet(tmp_path / "changes.parquet")
+    report = update(tmp_path / "changes.parquet", master["root"] / "master", tmp_path / "out")
+    after = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
+    assert after.height == clusters.height - 1 and drop not in after["rec_id"].to_list()
+    moved = after.filter(pl.col("rec_id").is_in([keep, other["rec_id"]]))
+    assert moved["cluster_id"].n_unique() == 1  # the corrected record now matches the kept one
+    assert moved["cluster_id"][0] == pair["cluster_id"][0]  # the cluster seen first keeps its id
+    listed = pl.read_parquet(tmp_path / "out" / "changes.parquet")
+    reasons = dict(zip(listed["rec_id"].to_list(), listed["reason"].cast(pl.String).to_list(), strict=True))
+    assert reasons[drop] == "deleted" and reasons[other["rec_id"]] == "merged"
+    assert report["update"]["deleted_records"] == 1 and report["update"]["corrected_records"] == 1
+
+
+def test_bad_change_files_are_one_line(master: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cases = [
+        (FEBRL3.head(3).drop("surname"), "the columns differ from the previous run's input; missing: 'surname'"),
+        (FEBRL3.head(3).with_columns(pl.lit("erase").alias("op")), "column 'op' must be 'upsert' or 'delete'"),
+        (FEBRL3.slice(4000, 2).with_columns(pl.lit("delete").alias("op")), "cannot delete id(s) the previous run"),
+    ]
+    for frame, message in cases:
+        frame.write_parquet(tmp_path / "bad.parquet")
+        code = main(["update", str(tmp_path / "bad.parquet"), "--previous", str(master["root"] / "master")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def _ids(labels: list[int], previous: list[str | None], first: list[int | None], ids: list[str]) -> list[str]:
+    return stable_cluster_ids(
+        np.array(labels), pl.Series(previous, dtype=pl.String), pl.Series(first, dtype=pl.Int64), pl.Series(ids)
+    ).to_list()
+
+
+def test_stable_id_rules() -> None:
+    # a cluster that only gains records keeps its id, even when the newcomer's id sorts first
+    assert _ids([0, 0, 0], ["b", "b", None], [0, 1, None], ["b", "c", "a"]) == ["b", "b", "b"]
+    # a new record alone gets its own id
+    assert _ids([0, 1], ["b", None], [0, None], ["b", "z"]) == ["b", "z"]
+    # a merge keeps the id of the cluster whose oldest record came first
+    assert _ids([0, 0, 0], ["x", "x", "a"], [3, 4, 7], ["x", "y", "a"]) == ["x", "x", "x"]
+    # a split: the part holding the oldest record keeps the id, the other part takes its smallest free id
+    assert _ids([0, 1, 1], ["p", "p", "p"], [0, 1, 2], ["p", "q", "r"]) == ["p", "q", "q"]
+    # ... also when the record named like the cluster left it: every member id taken, any free id
+    assert _ids([0, 1, 1], ["p", "p", "p"], [5, 0, 1], ["p", "q", "r"]) == ["q", "p", "p"]
+    # a new cluster whose smallest id already names another cluster takes its next free id
+    assert _ids([0, 1, 1], ["a", None, None], [0, None, None], ["b", "a", "c"]) == ["a", "c", "c"]
+
+
+def _dedup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("dedup")), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_inbox_applies_each_file_exactly_once_even_after_kill_9(master: dict, tmp_path: Path) -> None:
+    """The ledger is published with the result: a kill right after the switch (result in, and
+    nothing else done) and one before it (nothing in) both end with every file applied once."""
+    out = tmp_path / "master"
+    subprocess.run(["cp", "-a", str(master["root"] / "master"), str(out)], check=True)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    FEBRL3.slice(3000, 1000).write_parquet(inbox / "day1.parquet")
+    FEBRL3.slice(4000).write_parquet(inbox / "day2.parquet")
+    env = {k: v for k, v in os.environ.items() if k != "DEDUP_KILL_AT"}
+    killed = _dedup("inbox", str(inbox), "--master", str(out), env={**env, "DEDUP_KILL_AT": "switched"})
+    assert killed.returncode == -signal.SIGKILL  # day1 published with its ledger entry, then killed
+    killed = _dedup("inbox", str(inbox), "--master", str(out), env={**env, "DEDUP_KILL_AT": "report.json"})
+    assert killed.returncode == -signal.SIGKILL  # day2 written but never switched in
+    done = _dedup("inbox", str(inbox), "--master", str(out), env=env)
+    assert done.returncode == 0 and "applied 1 file(s): day2.parquet" in done.stdout, done.stderr
+    again = _dedup("inbox", str(inbox), "--master", str(out), env=env)
+    assert "applied 0 file(s): none new" in again.stdout
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    assert clusters["rec_id"].to_list() == FEBRL3["rec_id"].to_list()  # nothing skipped, nothing twice
+    ledger = json.loads((out / "report.json").read_text())["ledger"]
+    assert [entry["file"] for entry in ledger] == ["day1.parquet", "day2.parquet"]
+
+
+def test_the_prefect_flow_applies_the_inbox(master: dict, tmp_path: Path) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.update_inbox import update_inbox
+
+    out = tmp_path / "master"
+    subprocess.run(["cp", "-a", str(master["root"] / "master"), str(out)], check=True)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    FEBRL3.slice(3000, 500).write_parquet(inbox / "a.parquet")
+    with prefect_test_harness(server_startup_timeout=120):
+        state = update_inbox(str(inbox), str(out), return_state=True)
+        assert state.is_completed() and state.result() == ["a.parquet"]
+        assert update_inbox(str(inbox), str(out)) == []
+    assert pl.read_parquet(out / "clusters.parquet").height == 3500
