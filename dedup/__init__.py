@@ -3,7 +3,8 @@
 The stages, in pipeline order, one module each: ``io`` (read) -> ``blocking`` -> ``encoder`` /
 ``training`` / ``model`` (train) -> ``scoring`` (encode and score) -> ``clustering`` ->
 ``report`` and ``publish`` (write); ``graph`` declares them and their pieces, ``pipeline.run`` runs the graph
-in this process, ``flows/`` runs it on Prefect and Dask. ``config`` describes a job.
+in this process, ``flows/`` runs it on Prefect and Dask. ``config`` describes a job; ``update``
+applies new, corrected and deleted records to a finished run.
 
 The public API is below (imported on first use, so ``import dedup`` stays light):
 
@@ -25,6 +26,8 @@ _API = {
     "load_config": "dedup.config",
     "parse_config": "dedup.config",
     "run": "dedup.pipeline",
+    "update": "dedup.update",
+    "apply_inbox": "dedup.update",
     # the stage graph, for other orchestrators
     "deduplicate": "dedup.graph",
     "Partitioning": "dedup.graph",
