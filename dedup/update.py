@@ -376,20 +376,25 @@ def stable_cluster_ids(labels: np.ndarray, previous: pl.Series, first_seen: pl.S
         .first()
         .select("previous", "label", "first")
     )
-    kept = heirs.sort("first").group_by("label", maintain_order=True).first().select("label", "previous")
-    used = set(kept["previous"].to_list())
-    assigned = dict(zip(kept["label"].to_list(), kept["previous"].to_list(), strict=True))
-    orphans = frame.filter(~pl.col("label").is_in(kept["label"].implode())).sort("id")
-    free = orphans.filter(~pl.col("id").is_in(list(used))).group_by("label", maintain_order=True).first()
-    for label, value in zip(free["label"].to_list(), free["id"].to_list(), strict=True):
-        assigned[label] = value
-        used.add(value)
-    missing = [label for label in orphans["label"].unique().to_list() if label not in assigned]
-    if missing:  # every member's id names another cluster: fall back to any unused record id
-        spare = iter(v for v in ids.sort().to_list() if v not in used)
-        for label in missing:
-            assigned[label] = next(spare)
-    return pl.Series("cluster_id", [assigned[label] for label in labels.tolist()], dtype=ids.dtype)
+    kept = heirs.sort("first").group_by("label", maintain_order=True).first()
+    kept = kept.select("label", pl.col("previous").alias("cluster_id"))
+    used = kept["cluster_id"].implode()
+    orphans = frame.filter(~pl.col("label").is_in(kept["label"].implode()))
+    free = (
+        orphans.filter(~pl.col("id").is_in(used))
+        .sort("id")
+        .group_by("label", maintain_order=True)
+        .first()
+        .select("label", pl.col("id").alias("cluster_id"))
+    )
+    assigned = pl.concat([kept, free.cast({"cluster_id": kept.schema["cluster_id"]})])
+    stuck = orphans.filter(~pl.col("label").is_in(assigned["label"].implode()))["label"].unique().sort()
+    if stuck.len():  # every member's id names another cluster (rare): any unused record id
+        taken = assigned["cluster_id"].implode()
+        spare = ids.filter(~ids.is_in(taken)).sort().head(stuck.len())
+        assigned = pl.concat([assigned, pl.DataFrame({"label": stuck, "cluster_id": spare.cast(ids.dtype)})])
+    per_record = pl.DataFrame({"label": labels}).join(assigned, on="label", how="left", maintain_order="left")
+    return per_record["cluster_id"].cast(ids.dtype).alias("cluster_id")
 
 
 def change_list(
