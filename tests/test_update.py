@@ -190,3 +190,17 @@ def test_the_prefect_flow_applies_the_inbox(master: dict, tmp_path: Path) -> Non
         assert state.is_completed() and state.result() == ["a.parquet"]
         assert update_inbox(str(inbox), str(out)) == []
     assert pl.read_parquet(out / "clusters.parquet").height == 3500
+
+
+def test_the_inbox_flow_checks_its_arguments_before_prefect_starts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.update_inbox", "--inbox", str(tmp_path), "--master", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"update-inbox: error: {tmp_path / 'none'}: no clusters.parquet here; is this the output of `dedup run`?"
+    ]
