@@ -95,7 +95,7 @@ def _pass_keys(p: ExactPass | SortedNeighbourhoodPass) -> tuple[KeyExpression, .
     return p.on if isinstance(p, ExactPass) else (p.key, *p.block_on)
 
 
-def _key_frame(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass | SortedNeighbourhoodPass) -> pl.DataFrame:
+def key_frame(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass | SortedNeighbourhoodPass) -> pl.DataFrame:
     """One column per key (k0, k1, ...) and the row position, for records with every key present."""
     columns = {f"k{i}": key_values(records, normalised, k) for i, k in enumerate(_pass_keys(p))}
     return pl.DataFrame(columns).with_row_index("_row").drop_nulls()
@@ -132,7 +132,7 @@ def estimate_pass(records: pl.DataFrame, normalised: pl.DataFrame, p: BlockingPa
         top = groups.sort("len", descending=True).head(3)
         shown = tuple(f"{w} ({c} records)" for w, c in top.iter_rows())
         return PassEstimate(int((counts * (counts - 1) / 2).sum()), int(counts.max()), shown)
-    frame = _key_frame(records, normalised, p)
+    frame = key_frame(records, normalised, p)
     keys = [c for c in frame.columns if c != "_row"]
     if isinstance(p, SortedNeighbourhoodPass):
         keys = keys[1:]  # within each block_on group, pairs come from the sorted window
@@ -183,7 +183,7 @@ def run_pass(
         indexer = recordlinkage.Index()
         indexer.add(RareWords(p, part, parts))
         return _index_arrays(indexer.index(frame))
-    frame = _key_frame(records, normalised, p)
+    frame = key_frame(records, normalised, p)
     if parts > 1:
         keys = [c for c in frame.columns if c != "_row"]
         keys = keys if isinstance(p, ExactPass) else keys[1:]

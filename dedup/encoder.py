@@ -216,6 +216,27 @@ class FieldEmbeddings:
             codes[f] = np.where(nulls[f], 0, np.arange(1, len(vec) + 1)).astype(np.int32)
         return cls(tables, codes)
 
+    @classmethod
+    def concat(cls, parts: list[FieldEmbeddings]) -> FieldEmbeddings:
+        """The records of ``parts`` one after another: tables stacked (later parts drop their
+        zero row), codes shifted to match."""
+        fields = parts[0].fields
+        tables, codes = {}, {}
+        for f in fields:
+            offsets = np.cumsum([0] + [len(p.tables[f]) - 1 for p in parts[:-1]])
+            tables[f] = np.concatenate([parts[0].tables[f]] + [p.tables[f][1:] for p in parts[1:]])
+            codes[f] = np.concatenate(
+                [
+                    np.where(p.codes[f] > 0, p.codes[f] + o, 0).astype(np.int32)
+                    for p, o in zip(parts, offsets, strict=True)
+                ]
+            )
+        return cls(tables, codes)
+
+    def take(self, rows: np.ndarray) -> FieldEmbeddings:
+        """The records at ``rows`` (the tables are shared, not copied)."""
+        return FieldEmbeddings(self.tables, {f: c[rows] for f, c in self.codes.items()})
+
     @property
     def fields(self) -> list[str]:
         return list(self.tables)

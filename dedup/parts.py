@@ -116,14 +116,7 @@ def encode_part(
     model = DedupModel.load(model_dir, expect=config)
     clock = time.perf_counter()
     embeddings = model.embed(normalised.slice(start, stop - start))
-    target = Path(dest) / f"embeddings-{start:012d}.npz"
-    # keyed by field position: a field name may hold characters a zip member name cannot
-    arrays = {f"table.{j}": embeddings.tables[f] for j, f in enumerate(embeddings.fields)}
-    arrays |= {f"codes.{j}": embeddings.codes[f] for j, f in enumerate(embeddings.fields)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(target)
+    target = save_embeddings(embeddings, Path(dest) / f"embeddings-{start:012d}.npz")
     write_json({"encode": round(time.perf_counter() - clock, 4)}, target.with_suffix(".json"))
     return target
 
@@ -147,18 +140,28 @@ def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:
 
 def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddings:
     """Join the encode pieces (in record order) into one ``FieldEmbeddings``."""
-    tables: dict[str, list[np.ndarray]] = {f: [] for f in fields}
-    codes: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    pieces = []
     for path in sorted(map(Path, paths)):
         with np.load(path, allow_pickle=False) as part:
-            for j, f in enumerate(fields):
-                table, code = part[f"table.{j}"], part[f"codes.{j}"]
-                offset = sum(len(t) for t in tables[f]) - 1 if tables[f] else 0  # later pieces drop their zero row
-                tables[f].append(table if not tables[f] else table[1:])
-                codes[f].append(np.where(code > 0, code + offset, 0).astype(np.int32))
-    return FieldEmbeddings(
-        {f: np.concatenate(tables[f]) for f in fields}, {f: np.concatenate(codes[f]) for f in fields}
-    )
+            pieces.append(
+                FieldEmbeddings(
+                    {f: part[f"table.{j}"] for j, f in enumerate(fields)},
+                    {f: part[f"codes.{j}"] for j, f in enumerate(fields)},
+                )
+            )
+    return FieldEmbeddings.concat(pieces)
+
+
+def save_embeddings(embeddings: FieldEmbeddings, target: Path) -> Path:
+    """One encode piece's file, written atomically (``load_embeddings`` reads it)."""
+    # keyed by field position: a field name may hold characters a zip member name cannot
+    arrays = {f"table.{j}": embeddings.tables[f] for j, f in enumerate(embeddings.fields)}
+    arrays |= {f"codes.{j}": embeddings.codes[f] for j, f in enumerate(embeddings.fields)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(target)
+    return target
 
 
 def complete_candidates(

@@ -18,7 +18,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 GENERATIONS = ".generations"
@@ -60,6 +60,19 @@ def new_generation(output: str | Path) -> Path:
     path = root / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     path.mkdir()
     return path
+
+
+def publish_generation(output: str | Path, build: Callable[[Path], None]) -> Path:
+    """Build a result in a new generation with ``build(generation)`` and switch it in; if the
+    build fails (or is interrupted) the generation is removed and the previous result stays."""
+    generation = new_generation(output)
+    try:
+        build(generation)
+    except BaseException:
+        shutil.rmtree(generation, ignore_errors=True)
+        raise
+    switch(output, generation)
+    return generation
 
 
 def place(source: Path, target: Path, keep_source: bool) -> None:

@@ -25,7 +25,7 @@ from dedup.config import DedupConfig
 from dedup.evaluation import evaluate_frames, train_labels
 from dedup.fingerprint import model_fingerprint
 from dedup.io import largest_blocks, load_candidates, load_input, skipped_passes, write_json
-from dedup.publish import checkpoint, new_generation, place, switch
+from dedup.publish import checkpoint, place, publish_generation
 from dedup.summary import largest_clusters
 
 DOMINANT_SHARE = 0.5  # a pass bringing more of the candidates than this is flagged in the report
@@ -114,8 +114,8 @@ def report_stage(
 
 def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: DedupConfig, keep_sources: bool) -> None:
     """Put the whole result in place as one unit (see ``dedup.publish``), then clean up."""
-    generation = new_generation(layout.output)
-    try:
+
+    def build(generation: Path) -> None:
         checkpoint("generation")
         if files.publish_model:
             place(files.model, generation / "model", keep_sources)
@@ -130,11 +130,23 @@ def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: D
         report["run"] = generation.name  # names the generation directory the result lives in
         write_json(report, generation / "report.json")
         checkpoint("report.json")
-    except BaseException:
-        shutil.rmtree(generation, ignore_errors=True)  # the previous result stays as it was
-        raise
-    switch(layout.output, generation)
+
+    publish_generation(layout.output, build)
     shutil.rmtree(layout.work, ignore_errors=True)
+
+
+def result_counts(records: int, candidate_pairs: int, matches: int, clusters: pl.DataFrame) -> dict[str, int]:
+    """``report.json`` → ``counts``: what a run (or an update) ended with."""
+    sizes = clusters.select("cluster_id", "cluster_size").unique()
+    return {
+        "records": records,
+        "candidate_pairs": candidate_pairs,
+        "matches": matches,
+        "clusters": sizes.height,
+        "duplicate_clusters": int((sizes["cluster_size"] > 1).sum()),
+        "records_in_duplicate_clusters": int((clusters["cluster_size"] > 1).sum()),
+        "largest_cluster": int(sizes["cluster_size"].max()),
+    }
 
 
 def summarise(
@@ -147,18 +159,9 @@ def summarise(
     blocks: list[int] | None = None,
 ) -> dict[str, Any]:
     """The report's content."""
-    sizes = clusters.select("cluster_id", "cluster_size").unique()
     first = np.bincount(pairs.pass_index, minlength=len(pairs.pass_names))
     report: dict[str, Any] = {
-        "counts": {
-            "records": records.height,
-            "candidate_pairs": len(pairs),
-            "matches": int(scored["is_match"].sum()),
-            "clusters": sizes.height,
-            "duplicate_clusters": int((sizes["cluster_size"] > 1).sum()),
-            "records_in_duplicate_clusters": int((clusters["cluster_size"] > 1).sum()),
-            "largest_cluster": int(sizes["cluster_size"].max()),
-        },
+        "counts": result_counts(records.height, len(pairs), int(scored["is_match"].sum()), clusters),
         "threshold": config.threshold,
         "blocking": [
             {"pass": name, "pairs": int(count), "new_pairs": int(new), "largest_block": block_size}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,8 @@ from dedup.blocking import (
     CandidatePairs,
     EmbeddingPass,
     ExactPass,
-    _key_frame,
     estimate_pass,
+    key_frame,
     pass_allowed,
     record_vectors,
     run_pass,
@@ -62,8 +61,9 @@ from dedup.lock import output_lock
 from dedup.model import DedupModel
 from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_fields
-from dedup.parts import load_embeddings
-from dedup.publish import checkpoint, new_generation, place, remove_leftovers, run_dir, switch
+from dedup.parts import load_embeddings, save_embeddings
+from dedup.publish import checkpoint, place, publish_generation, remove_leftovers, run_dir
+from dedup.report import result_counts
 from dedup.scoring import score_pairs
 
 log = logging.getLogger("dedup")
@@ -144,14 +144,14 @@ def _update(
     normalised = normalise_fields(records, config)
     clock["read"] = _lap(start)
 
-    embeddings = _embeddings(master, model, inputs, records, normalised, changed, before, config.field_names)
+    embeddings = _embeddings(master, model, normalised, changed, before, config.field_names)
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed)
     clock["block"] = _lap(start, clock)
     statistics = field_statistics(normalised, config)
     scored = score_pairs(id_col, model.combiner_, records, embeddings, statistics, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
-    kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)), scored.columns)
+    kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
     all_pairs = pl.concat([kept, scored.select(kept.columns)], how="vertical_relaxed")
     clock["score"] = _lap(start, clock)
 
@@ -280,8 +280,6 @@ def _merge(
 def _embeddings(
     master: Path,
     model: DedupModel,
-    inputs: pl.DataFrame,
-    records: pl.DataFrame,
     normalised: pl.DataFrame,
     changed: np.ndarray,
     before: pl.DataFrame,
@@ -292,18 +290,11 @@ def _embeddings(
     pieces = sorted((master / "embeddings").glob("embeddings-*.npz"))
     if not pieces:
         return model.embed(normalised)
-    published = load_embeddings(pieces, fields)
-    rows = before["_first"].to_numpy()  # the master row of each unchanged record
-    fresh = model.embed(normalised.filter(pl.Series(changed)))
-    tables, codes = {}, {}
-    for f in fields:
-        offset = len(published.tables[f]) - 1
-        code = np.zeros(records.height, dtype=np.int32)
-        code[~changed] = published.codes[f][rows[~changed].astype(np.int64)]
-        code[changed] = np.where(fresh.codes[f] > 0, fresh.codes[f] + offset, 0)
-        tables[f] = np.vstack([published.tables[f], fresh.tables[f][1:]])
-        codes[f] = code
-    return FieldEmbeddings(tables, codes)
+    master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
+    unchanged = load_embeddings(pieces, fields).take(master_rows)
+    stacked = FieldEmbeddings.concat([unchanged, model.embed(normalised.filter(pl.Series(changed)))])
+    order = np.concatenate([np.flatnonzero(~changed), np.flatnonzero(changed)])  # record of each stacked row
+    return stacked.take(np.argsort(order))
 
 
 def _candidates(
@@ -329,7 +320,7 @@ def _candidates(
 
 def _block_changed(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass, changed: np.ndarray) -> tuple:
     """An exact-key pass for the changed records only: their keys joined against everyone's."""
-    keys = _key_frame(records, normalised, p)
+    keys = key_frame(records, normalised, p)
     names = [c for c in keys.columns if c != "_row"]
     mine = keys.filter(pl.Series(changed[keys["_row"].to_numpy()]))
     found = mine.join(keys, on=names, suffix="_other").filter(pl.col("_row") != pl.col("_row_other"))
@@ -346,7 +337,7 @@ def _embedding_neighbours(embeddings: FieldEmbeddings, changed_rows: np.ndarray,
     return left[keep], right[keep]
 
 
-def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series, columns: list[str]) -> pl.DataFrame:
+def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.DataFrame:
     """The master's scored pairs between records that did not change (streamed filter)."""
     ids = unchanged.implode()
     return (
@@ -357,6 +348,19 @@ def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series, columns: list[s
 
 
 # ---- 4. stable cluster ids ------------------------------------------------------------------
+def cluster_heirs(labels: np.ndarray, previous: pl.Series, first_seen: pl.Series) -> pl.DataFrame:
+    """Per previous cluster (``previous``), the new label of its oldest surviving record (the
+    one first in the master) and that record's position: who inherits the cluster's id."""
+    frame = pl.DataFrame({"label": labels, "previous": previous, "first": first_seen})
+    return (
+        frame.filter(pl.col("previous").is_not_null())
+        .sort("first")
+        .group_by("previous", maintain_order=True)
+        .first()
+        .select("previous", "label", "first")
+    )
+
+
 def stable_cluster_ids(labels: np.ndarray, previous: pl.Series, first_seen: pl.Series, ids: pl.Series) -> pl.Series:
     """One cluster id per record, stable across updates (the README's rules):
 
@@ -368,14 +372,8 @@ def stable_cluster_ids(labels: np.ndarray, previous: pl.Series, first_seen: pl.S
     - a cluster that inherits none (only new records, or the other parts of a split) gets the
       smallest of its record ids that is no cluster's id yet.
     """
-    frame = pl.DataFrame({"label": labels, "previous": previous, "first": first_seen, "id": ids}).with_row_index("_row")
-    heirs = (
-        frame.filter(pl.col("previous").is_not_null())
-        .sort("first")
-        .group_by("previous", maintain_order=True)
-        .first()
-        .select("previous", "label", "first")
-    )
+    frame = pl.DataFrame({"label": labels, "id": ids})
+    heirs = cluster_heirs(labels, previous, first_seen)
     kept = heirs.sort("first").group_by("label", maintain_order=True).first()
     kept = kept.select("label", pl.col("previous").alias("cluster_id"))
     used = kept["cluster_id"].implode()
@@ -418,12 +416,8 @@ def change_list(
             "_changed": changed,
         }
     )
-    heirs = (
-        frame.filter(pl.col("previous_cluster_id").is_not_null())
-        .sort("_first")
-        .group_by("previous_cluster_id", maintain_order=True)
-        .first()
-        .select("previous_cluster_id", pl.col("_label").alias("_heir"))
+    heirs = cluster_heirs(labels, before["cluster_id"], before["_first"]).select(
+        pl.col("previous").alias("previous_cluster_id"), pl.col("label").alias("_heir")
     )
     frame = frame.join(heirs, on="previous_cluster_id", how="left", maintain_order="left")
     old_ids = before["cluster_id"].drop_nulls().unique().implode()
@@ -459,19 +453,10 @@ def _report(
     corrected: int,
     clock: dict[str, float],
 ) -> dict[str, Any]:
-    sizes = clusters.select("cluster_id", "cluster_size").unique()
     reasons = changes["reason"].cast(pl.String).value_counts()
     by_reason = dict(zip(reasons["reason"].to_list(), reasons["count"].to_list(), strict=True))
     return {
-        "counts": {
-            "records": records.height,
-            "candidate_pairs": pairs.height,
-            "matches": int(pairs["is_match"].sum()),
-            "clusters": sizes.height,
-            "duplicate_clusters": int((sizes["cluster_size"] > 1).sum()),
-            "records_in_duplicate_clusters": int((clusters["cluster_size"] > 1).sum()),
-            "largest_cluster": int(sizes["cluster_size"].max()),
-        },
+        "counts": result_counts(records.height, pairs.height, int(pairs["is_match"].sum()), clusters),
         "update": {
             "records_before": before["counts"]["records"],
             "new_records": by_reason.get("new", 0) + by_reason.get("joined", 0),
@@ -500,22 +485,17 @@ def _publish(
     config,
 ) -> None:
     """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
-    generation = new_generation(output)
-    try:
+
+    def build(generation: Path) -> None:
         place(model_dir, generation / "model", keep_source=True)  # linked, not copied
         write_parquet(pairs, generation / "pairs.parquet")
         write_parquet(clusters, generation / "clusters.parquet")
         write_parquet(changes, generation / "changes.parquet")
-        arrays = {f"table.{j}": embeddings.tables[f] for j, f in enumerate(embeddings.fields)}
-        arrays |= {f"codes.{j}": embeddings.codes[f] for j, f in enumerate(embeddings.fields)}
-        (generation / "embeddings").mkdir()
-        np.savez(generation / "embeddings" / "embeddings-000000000000.npz", **arrays)
+        save_embeddings(embeddings, generation / "embeddings" / "embeddings-000000000000.npz")
         write_charts(generation, config)
         report["model_fingerprint"] = model_fingerprint(generation / "model")
         report["run"] = generation.name
         write_json(report, generation / "report.json")
         checkpoint("report.json")
-    except BaseException:
-        shutil.rmtree(generation, ignore_errors=True)
-        raise
-    switch(output, generation)
+
+    publish_generation(output, build)
