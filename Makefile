@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+browser:  ## Debian's chromium and its driver, for the review page's browser test (apt; nothing else is downloaded)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
 demo: $(STAMP)  ## deduplicate the bundled Febrl3 sample, then score it against its labels
 	$(BIN)/dedup run data/febrl3.parquet --config data/febrl3.yaml --output out/febrl3
 	$(BIN)/dedup evaluate out/febrl3 --truth data/febrl3.parquet --label-column cluster
 
-test: $(STAMP)  ## the whole test suite (CI runs exactly this)
+test: $(STAMP) browser  ## the whole test suite (CI runs exactly this)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

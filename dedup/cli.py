@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="YAML config (id column, fields, blocking)")
     run.add_argument("--output", required=True, help="output directory")
     run.add_argument("--model", default=None, help="saved model directory to reuse instead of training")
+    run.add_argument("--labels", default=None, help="pair labels (dedup review's labels.parquet) to learn from")
 
     blocking = sub.add_parser("blocking", help="what each blocking pass contributes (pairs, new pairs, recall)")
     blocking.add_argument("input", help="input Parquet file")
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("output", help="output directory of `dedup run`")
     explain.add_argument("--id", action="append", required=True, dest="ids", help="record id (give two)")
 
+    review = sub.add_parser("review", help="a local web page to judge uncertain pairs; answers retrain the model")
+    review.add_argument("output", help="output directory of `dedup run`")
+    review.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: a token is required)")
+    review.add_argument("--input", default=None, help="the run's input, if not where report.json says (for retrain)")
     evaluate = sub.add_parser("evaluate", help="compare a run's output with ground-truth labels")
     evaluate.add_argument("output", help="output directory of `dedup run`")
     evaluate.add_argument("--truth", required=True, help="Parquet file with the id and label columns")
@@ -91,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from dedup.pipeline import run
 
-            report = run(args.input, args.config, args.output, model_path=args.model)
+            report = run(args.input, args.config, args.output, model_path=args.model, labels=args.labels)
             _print_run(report)
             print(f"wrote {args.output}/clusters.parquet, pairs.parquet, report.json")
         elif args.command == "update":
@@ -116,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dedup.analysis import blocking_report
 
             print(blocking_report(args.input, args.config, args.model, args.label_column))
+        elif args.command == "review":
+            from dedup.review.app import serve
+
+            serve(args.output, args.host, args.port, args.input)
         elif args.command == "synth":
             from dedup.synth import write
 

@@ -50,6 +50,13 @@ EXACT_LEVEL = 1
 # (most similar last): level 2 = above the 0.03% tail, ..., the last level = below the 30% tail.
 TAILS: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003)
 IDENTICAL_BITS = 30.0
+# pair labels (``fit_pair_labels``): the penalty toward "no change", in nats per unit of a field's
+# scale, and the shift of the prior (bits) that costs as much as a scale of 0 or 2
+LABEL_PENALTIES = (16.0, 4.0, 1.0, 0.25)  # tried strongest first; cross-validation picks one (or none)
+LABEL_FAMILIES = ("shift", "scales", "full")  # free parameters: the prior; + each field's scale; + slopes
+LABEL_FOLDS = 5
+LABEL_SHIFT_BITS = 8.0
+LABEL_SLOPE_BITS = 8.0  # a slope of this many bits per unit of similarity costs as much
 SEED_PAIRS = 10.0  # weight of the synthetic duplicates' exact share and noise, in anchor pairs
 NOISE = 0.05  # starting share of duplicates whose value in a field is unrelated noise
 MIN_NOISE = 0.01  # never less: one garbled field costs at most about log2(1/MIN_NOISE) bits
@@ -258,10 +265,54 @@ class Combiner:
 
     def field_weights(self, evidence: PairEvidence) -> np.ndarray:
         """Each field's contribution to the match log-odds, in bits (log2 Bayes factor)."""
-        return self._bits(self.levels(evidence), evidence, self.m_, self.u_).astype(np.float32)
+        return self._contributions(self.levels(evidence), evidence).astype(np.float32)
 
     def prior_weight(self) -> float:
-        return float(np.log2(self.prior_ / (1 - self.prior_)))
+        return float(np.log2(self.prior_ / (1 - self.prior_))) + float(getattr(self, "label_shift_", 0.0))
+
+    def _contributions(self, levels: np.ndarray, evidence: PairEvidence) -> np.ndarray:
+        """Per pair and field: the fitted bits, as the pair labels (if any) corrected them."""
+        bits = self._bits(levels, evidence, self.m_, self.u_)
+        scale = getattr(self, "label_scale_", None)
+        if scale is None:
+            return bits
+        return bits * scale + _measure_terms(evidence, self.label_centre_) @ self.label_slopes_
+
+    def fit_pair_labels(self, evidence: PairEvidence, is_match: np.ndarray, threshold: float = 0.5) -> Combiner:
+        """Let a person's answers correct the fitted model (``dedup review``'s labels).
+
+        A few dozen answers cannot re-estimate every m/u table, but they can say what the
+        label-free fit got most wrong: where the decision boundary lies (a shift of the prior,
+        in bits), which fields it over- or under-trusts (a scale per field on its bits: a field
+        whose agreement is common among non-matches, like a manufacturer, drops toward 0), and
+        how much the raw similarities the levels rounded off still tell (a slope per field and
+        measure, in bits per unit of similarity, around the answered pairs' mean). All are
+        fitted by penalised logistic regression on the answered pairs; the penalty pulls toward
+        "no change" (scale 1, shift and slopes 0). How hard it pulls is chosen by cross-validation
+        over the answers (``LABEL_PENALTIES``), "no change at all" included: a correction is made
+        only when it decides more held-out answers right than the model itself (at ``threshold``).
+        A scale never goes below 0, nor a slope: agreeing never counts against a match.
+        """
+        y = np.asarray(is_match, dtype=np.float64)
+        self.label_scale_ = None
+        self.label_shift_ = 0.0
+        self.label_answers_ = len(y)
+        if not len(y):
+            return self
+        bits = self._bits(self.levels(evidence), evidence, self.m_, self.u_).astype(np.float64)
+        self.label_centre_ = _measure_centres(evidence)
+        features = np.concatenate([bits, np.ones((len(y), 1)), _measure_terms(evidence, self.label_centre_)], axis=1)
+        fields = bits.shape[1]
+        slopes = features.shape[1] - fields - 1
+        choice = _held_out_choice(features, y, self.prior_weight(), fields, threshold)
+        self.label_penalty_ = None if choice is None else list(choice)
+        if choice is None:  # no correction predicts held-out answers better than none
+            return self
+        fitted = _fit_correction(features, y, self.prior_weight(), fields, choice)
+        self.label_scale_, self.label_shift_ = fitted[:fields], float(fitted[fields])
+        self.label_slopes_ = np.zeros((slopes, fields))
+        self.label_slopes_[np.arange(slopes), np.tile(np.arange(fields), len(MEASURES))] = fitted[fields + 1 :]
+        return self
 
     def score(self, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per pair: field weights (bits, ``(P, F)``), match weight (bits) and match probability.
@@ -270,7 +321,7 @@ class Combiner:
         field get at least ``IDENTICAL_BITS``.
         """
         levels = self.levels(evidence)
-        contributions = self._bits(levels, evidence, self.m_, self.u_).astype(np.float32)
+        contributions = self._contributions(levels, evidence).astype(np.float32)
         bits = self.prior_weight() + contributions.sum(axis=1, dtype=np.float64)
         identical = (levels == EXACT_LEVEL).all(axis=1)
         bits = np.where(identical, np.maximum(bits, IDENTICAL_BITS), bits)
@@ -624,6 +675,17 @@ class Combiner:
             "tf_scale": self.tf_scale_.tolist(),
             "prior": self.prior_,
             "fit": self.fit_report_.to_dict(),
+            "label_answers": int(getattr(self, "label_answers_", 0)),
+            "labels": None if getattr(self, "label_scale_", None) is None else self._label_dict(),
+        }
+
+    def _label_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.label_scale_.tolist(),
+            "shift": self.label_shift_,
+            "centre": self.label_centre_.tolist(),
+            "slopes": self.label_slopes_.tolist(),
+            "penalty": self.label_penalty_,
         }
 
     @classmethod
@@ -638,6 +700,15 @@ class Combiner:
         combiner.tf_scale_ = np.asarray(data["tf_scale"], dtype=np.float64)
         combiner.prior_ = float(data["prior"])
         combiner.fit_report_ = FitReport(**data["fit"])
+        labels = data.get("labels")
+        combiner.label_scale_, combiner.label_shift_ = None, 0.0
+        combiner.label_answers_ = int(data.get("label_answers", 0))
+        if labels is not None:
+            combiner.label_penalty_ = labels.get("penalty")
+            combiner.label_scale_ = np.asarray(labels["scale"], dtype=np.float64)
+            combiner.label_shift_ = float(labels["shift"])
+            combiner.label_centre_ = np.asarray(labels["centre"], dtype=np.float64)
+            combiner.label_slopes_ = np.asarray(labels["slopes"], dtype=np.float64)
         return combiner
 
 
@@ -677,6 +748,93 @@ def _weighted_share(post: np.ndarray, weights: np.ndarray, fallback: float) -> f
     if total <= 0:
         return fallback
     return float(np.clip((post * weights).sum() / total, 1e-12, 0.5))
+
+
+def _fit_correction(
+    features: np.ndarray, y: np.ndarray, base: float, fields: int, choice: tuple[str, float]
+) -> np.ndarray:
+    """The label correction's parameters (scales, shift, slopes) for one penalty strength.
+
+    ``features``: per answered pair, its fields' bits, a 1 (for the shift), then its centred
+    similarities; ``choice``: which parameters are free (``LABEL_FAMILIES``) and the penalty that
+    pulls them toward scale 1, shift and slopes 0, each in its own units.
+    """
+    from scipy.optimize import minimize
+
+    family, penalty = choice
+    slopes = features.shape[1] - fields - 1
+    prior = np.concatenate([np.ones(fields), [0.0], np.zeros(slopes)])
+    spread = np.concatenate([np.ones(fields), [LABEL_SHIFT_BITS], np.full(slopes, LABEL_SLOPE_BITS)])
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = (base + features @ theta) * np.log(2)
+        residual = (_sigmoid(z) - y) * np.log(2)
+        distance = (theta - prior) / spread
+        value = float(np.sum(np.logaddexp(0.0, z) - y * z)) + penalty * float(distance @ distance)
+        return value, features.T @ residual + 2 * penalty * distance / spread
+
+    free_scales, free_slopes = family in ("scales", "full"), family == "full"
+    bounds = (
+        [(0.0, None) if free_scales else (1.0, 1.0)] * fields
+        + [(None, None)]
+        + [(0.0, None) if free_slopes else (0.0, 0.0)] * slopes
+    )
+    return minimize(loss, prior, jac=True, method="L-BFGS-B", bounds=bounds).x
+
+
+def _held_out_choice(
+    features: np.ndarray, y: np.ndarray, base: float, fields: int, threshold: float
+) -> tuple[str, float] | None:
+    """The correction (family and penalty) that decides the most answers right that it was not
+    fitted on (``LABEL_FOLDS``-fold), or None when none decides more of them right than the model
+    as it is. Families are tried simplest first (a shift, then scales, then slopes), each only
+    with at least one answer per parameter it frees, and penalties strongest first; a later one
+    must do strictly better: few answers buy a small change.
+
+    Decisions, not log loss, choose: answers the model already decides right reward a correction
+    that only makes it surer (a larger scale on every field), and that moves every other pair
+    near the boundary for nothing. Among corrections that fix as many held-out decisions, the
+    one with the lower held-out log loss wins.
+    """
+    folds = min(LABEL_FOLDS, len(y)) if len(y) >= 2 and y.min() != y.max() else 1
+    if folds < 2:
+        return None
+    fold = np.random.default_rng(0).permutation(len(y)) % folds
+    slopes = features.shape[1] - fields - 1
+    unchanged = np.concatenate([np.ones(fields), [0.0], np.zeros(slopes)])
+
+    def held_out(choice: tuple[str, float] | None) -> tuple[int, float]:
+        wrong, loss = 0, 0.0
+        for k in range(folds):
+            train, test = fold != k, fold == k
+            theta = unchanged if choice is None else _fit_correction(features[train], y[train], base, fields, choice)
+            p = np.clip(_sigmoid((base + features[test] @ theta) * np.log(2)), 1e-6, 1 - 1e-6)
+            wrong += int(((p >= threshold) != (y[test] > 0.5)).sum())
+            loss -= float(np.sum(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)))
+        return wrong, loss
+
+    sizes = {"shift": 1, "scales": fields + 1, "full": features.shape[1]}  # free parameters
+    best, best_score = None, held_out(None)
+    # a family is tried only with at least one answer per free parameter it would fit
+    families = [family for family in LABEL_FAMILIES if sizes[family] <= len(y)]
+    for choice in ((family, penalty) for family in families for penalty in LABEL_PENALTIES):
+        score = held_out(choice)
+        if score[0] < best_score[0] or (best is not None and score[0] == best_score[0] and score[1] < best_score[1]):
+            best, best_score = choice, score
+    return best
+
+
+def _measure_centres(evidence: PairEvidence) -> np.ndarray:
+    """Per measure and field, the mean similarity over the pairs (0 where none is known)."""
+    values = np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
+    known = ~np.isnan(values)
+    return np.where(known.any(axis=0), np.nansum(values, axis=0) / np.maximum(known.sum(axis=0), 1), 0.0)
+
+
+def _measure_terms(evidence: PairEvidence, centre: np.ndarray) -> np.ndarray:
+    """Each measure's similarity minus its centre, 0 where unknown: ``(pairs, measures * fields)``."""
+    values = np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
+    return np.nan_to_num(values - centre, nan=0.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -218,6 +218,9 @@ class DedupConfig(BaseModel):
     label_test_share: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of labelled entities held out of training for the report's metrics"
     )
+    labels: str | None = Field(
+        None, description="pair labels (dedup review's labels.parquet): they retrain the model and decide their pairs"
+    )
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0, le=2**32 - 1, description="random seed: same input + config + seed = same clusters")
     clustering: ClusteringConfig = ClusteringConfig()

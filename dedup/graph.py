@@ -29,6 +29,7 @@ from dedup import parts, registry
 from dedup.config import DedupConfig
 from dedup.fingerprint import config_digest, file_digest, model_fingerprint, stage_key
 from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
+from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
 from dedup.publish import remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
@@ -205,7 +206,7 @@ def candidates_and_model(
     )
     trained = None
     if train_model:
-        train_dir = stages / f"train-{stage_key('train', input_key)}"
+        train_dir = stages / f"train-{stage_key('train', input_key, labels_digest(config.labels))}"
         trained = clock("train", train, input_path, config, candidates, train_dir, executor, clock.logger)
     return input_key, candidates, trained
 
@@ -266,6 +267,8 @@ def _deduplicate(
     remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
     clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
+    if config.labels is not None:
+        read_labels(config.labels)  # so does a bad labels file
     found = None
     if model is None and models_dir and not retrain:
         found = registry.latest(models_dir, model_name)
@@ -285,7 +288,7 @@ def _deduplicate(
         logger.info("registered model %s", model_dir)
     else:
         model_dir, publish_model = trained, True
-    score_key = stage_key("score", input_key, model_fingerprint(model_dir))
+    score_key = stage_key("score", input_key, model_fingerprint(model_dir), labels_digest(config.labels))
     pairs = clock(
         "score",
         score,

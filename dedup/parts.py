@@ -37,6 +37,7 @@ from dedup.encoder import FieldEmbeddings
 from dedup.evaluation import train_labels
 from dedup.frequencies import FieldStatistics, field_statistics
 from dedup.io import load_candidates, load_input, save_candidates, write_json, write_parquet, write_parquet_lazy
+from dedup.labels import labelled_rows, read_labels
 from dedup.model import DedupModel
 from dedup.scoring import score_pairs
 
@@ -103,8 +104,43 @@ def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Pa
     and save the model directory. One piece: it works on a bounded sample, whatever N is."""
     records, normalised = load_input(input_path, config)
     labels, _ = train_labels(records, config)
-    model = DedupModel(config).fit(normalised, load_candidates(candidates), labels)
+    answers = answered_rows(config, records)
+    model = DedupModel(config).fit(normalised, load_candidates(candidates), labels, answers)
     return model.save(model_dir)
+
+
+def answered_rows(config: DedupConfig, records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The config's pair labels (``labels:``) as row positions, or None without labels."""
+    if config.labels is None:
+        return None
+    return labelled_rows(read_labels(config.labels), records[config.id_column])
+
+
+def with_answers(scored: pl.DataFrame, config: DedupConfig, records: pl.DataFrame, pairs) -> pl.DataFrame:
+    """A person's answer decides its pair: probability 1 (match) or 0 (non-match), and the
+    ``label`` column says so (null for pairs nobody answered). Only with ``labels:`` set."""
+    answers = answered_rows(config, records)
+    if answers is None:
+        return scored
+    left, right, is_match = answers
+
+    def unordered(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+        return {"a": np.minimum(a, b), "b": np.maximum(a, b)}
+
+    label = pl.DataFrame(unordered(pairs.left, pairs.right)).join(
+        pl.DataFrame({**unordered(left, right), "said": is_match}).unique(["a", "b"], keep="last"),
+        on=["a", "b"],
+        how="left",
+        maintain_order="left",
+    )["said"]
+    return scored.with_columns(
+        pl.when(label.is_null())
+        .then(pl.col("match_probability"))
+        .otherwise(label.cast(pl.Float32))
+        .cast(pl.Float32)
+        .alias("match_probability"),
+        pl.when(label).then(pl.lit("match")).when(~label).then(pl.lit("non-match")).alias("label"),
+    )
 
 
 # ---- encode ---------------------------------------------------------------------------------
@@ -210,6 +246,7 @@ def score_part(
         pairs,
         timings,
     )
+    scored = with_answers(scored, config, records, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
     clock = time.perf_counter()

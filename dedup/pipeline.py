@@ -24,11 +24,14 @@ def run(
     output_dir: str | Path,
     model_path: str | Path | None = None,
     partitioning: Partitioning | None = None,
+    labels: str | Path | None = None,
 ) -> dict[str, Any]:
     """Deduplicate ``input_path`` into ``output_dir``; returns the report (also written).
 
-    Trains a model on the input unless ``model_path`` names a saved one.
+    Trains a model on the input unless ``model_path`` names a saved one. ``labels`` (a
+    ``dedup review`` labels file) overrides the config's ``labels:``.
     """
-    return deduplicate(
-        input_path, as_config(config), output_dir, InProcess(), partitioning or Partitioning(), model=model_path
-    )
+    config = as_config(config)
+    if labels is not None:
+        config = config.model_copy(update={"labels": str(labels)})
+    return deduplicate(input_path, config, output_dir, InProcess(), partitioning or Partitioning(), model=model_path)

@@ -104,12 +104,29 @@ def report_stage(
     combiner = Combiner.from_dict(json.loads((Path(files.model) / "combiner.json").read_text()))
     report["prior_weight_bits"] = combiner.prior_weight()
     report["model_fit"] = combiner.fit_report_.to_dict()
+    if config.labels is not None:
+        report["labels"] = label_summary(combiner, config.labels)
     report["renamed_input_columns"] = input_renames(records.columns)
     report["largest_clusters"] = largest_clusters(
         clusters, config.field_names, count=10, renames=report["renamed_input_columns"]
     )
     publish(layout, report, files, config, keep_sources)
     return report
+
+
+def label_summary(combiner: Combiner, path: str) -> dict[str, Any]:
+    """What the pair labels did: how many answers the model learned from and how it changed."""
+    scale = getattr(combiner, "label_scale_", None)
+    summary: dict[str, Any] = {"file": path, "answers_used": combiner.label_answers_}
+    if scale is None:
+        summary["correction"] = "none: no correction decided more held-out answers right than the model"
+    else:
+        summary["correction"] = {
+            "penalty": combiner.label_penalty_,
+            "shift_bits": round(combiner.label_shift_, 3),
+            "field_scale": {f: round(float(a), 3) for f, a in zip(combiner.fields, scale, strict=True)},
+        }
+    return summary
 
 
 def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: DedupConfig, keep_sources: bool) -> None:

@@ -139,3 +139,34 @@ def test_labelled_fit_weights_nulls_and_round_trip() -> None:
     )
     again = Combiner.from_dict(combiner.to_dict())
     assert np.array_equal(again.predict_proba(candidates), combiner.predict_proba(candidates))
+
+
+def test_pair_labels_correct_a_field_the_label_free_fit_over_trusts_and_round_trip() -> None:
+    rng = np.random.default_rng(7)
+    candidates, truth = population(rng, 1000, 9000)
+    combiner = fitted(rng, candidates, total=1_000_000)
+    # the data the model meets: near-misses (a and b alike) that agree on field c (a shared
+    # manufacturer), which the label-free fit calls matches
+    misled, misled_truth = population(rng, 300, 3000)
+    sims = misled.sims.copy()
+    sims[~misled_truth, 2] = np.clip(rng.normal(0.97, 0.02, size=(~misled_truth).sum()), -1, 0.9999)
+    sims[~misled_truth, :2] = np.clip(rng.normal(0.8, 0.08, size=((~misled_truth).sum(), 2)), -1, 0.9999)
+    exact = misled.exact.copy()
+    exact[~misled_truth, 2] = rng.random((~misled_truth).sum()) < 0.6
+    misled = evidence(sims, exact & ~np.isnan(sims))
+    before = (combiner.predict_proba(misled) >= 0.5) == misled_truth
+    unchanged = Combiner.from_dict(combiner.to_dict())
+    assert unchanged.fit_pair_labels(misled.take(np.array([], dtype=np.int64)), np.array([], bool)).label_scale_ is None
+    asked = rng.choice(len(misled), size=60, replace=False)
+    combiner.fit_pair_labels(misled.take(asked), misled_truth[asked])
+    after = (combiner.predict_proba(misled) >= 0.5) == misled_truth
+    assert before.mean() < 0.5
+    assert combiner.label_scale_[2] < 0.5  # c's agreement is trusted less
+    assert after.mean() > 0.85
+    # the explanation still adds up: prior + field contributions = match weight
+    weights = combiner.field_weights(misled)
+    identical = (combiner.levels(misled) == EXACT_LEVEL).all(axis=1)
+    log_odds = combiner.prior_weight() + weights.sum(axis=1, dtype=np.float64)
+    assert np.allclose(log_odds[~identical], combiner.match_weight(misled)[~identical], atol=1e-3)
+    again = Combiner.from_dict(combiner.to_dict())
+    assert np.array_equal(again.predict_proba(misled), combiner.predict_proba(misled))
