@@ -78,7 +78,10 @@ def read_labels(path: str | Path) -> pl.DataFrame:
     """A labels file, checked: the four columns, known labels (one-line error naming the file)."""
     path = Path(path)
     try:
-        frame = pl.read_parquet(path)
+        # one open file: a concurrent answer renames a new file into place, and reading by name
+        # could take the footer from one file and the data from the other
+        with open(path, "rb") as handle:
+            frame = pl.read_parquet(handle)
     except FileNotFoundError:
         raise InputError(f"{path}: labels file not found") from None
     except Exception as exc:  # noqa: BLE001 (polars raises many kinds for a damaged file)

@@ -6,7 +6,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -248,3 +250,41 @@ def test_in_a_browser_keys_label_retrain_reloads_and_markup_stays_text(server: t
     assert report["labels"]["answers_used"] == 2
     # nothing was written beside the output: only inside it
     assert sorted(p.name for p in output.parent.iterdir()) == files_before
+
+
+def test_a_server_killed_while_answers_arrive_loses_at_most_the_one_being_written(
+    reviewed: dict[str, Path], tmp_path: Path
+) -> None:
+    output = tmp_path / "out"
+    shutil.copytree(reviewed["output"], output, symlinks=True)
+    process, url = serve(output, tmp_path / "review.log")
+    url = url.rstrip("/")
+    acknowledged: list[tuple[str, str]] = []
+    stop_answering = threading.Event()
+
+    def answer() -> None:
+        while not stop_answering.is_set():
+            try:
+                pair = httpx.get(url + "/api/next?tab=k", timeout=10).json()["pair"]
+                if (
+                    post(
+                        url, "/api/label", {"left": pair["left"], "right": pair["right"], "label": "unsure", "tab": "k"}
+                    ).status_code
+                    == 200
+                ):
+                    acknowledged.append((pair["left"], pair["right"]))
+            except httpx.HTTPError:
+                return  # the server is gone
+
+    worker = threading.Thread(target=answer)
+    worker.start()
+    while len(acknowledged) < 8:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-stream: an answer is likely being written
+    process.wait(timeout=10)
+    stop_answering.set()
+    worker.join(30)
+    labels = read_labels(output / "labels.parquet")  # whole and readable
+    kept = labels.select("left_id", "right_id").rows()
+    assert set(acknowledged) <= set(kept)  # every answer the page was told was saved is there
+    assert len(kept) <= len(acknowledged) + 1  # at most the one being written besides

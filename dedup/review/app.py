@@ -157,7 +157,10 @@ def serve(output: str | Path, host: str = "127.0.0.1", port: int = 8765, input_p
 
     session = ReviewSession(output, input_path)
     token = None if is_loopback(host) else secrets.token_urlsafe(24)
-    sock = open_socket(host, port)
+    try:
+        sock = open_socket(host, port)
+    except OSError as exc:
+        raise DedupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from None
     port = sock.getsockname()[1]
     app = create_app(session, host, port, token)
     shown = f"[{host}]" if ":" in host else host
