@@ -824,17 +824,21 @@ def _held_out_choice(
     return best
 
 
+def _measure_values(evidence: PairEvidence) -> np.ndarray:
+    """Every measure's similarity per pair, measure after measure: ``(pairs, measures * fields)``."""
+    return np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
+
+
 def _measure_centres(evidence: PairEvidence) -> np.ndarray:
     """Per measure and field, the mean similarity over the pairs (0 where none is known)."""
-    values = np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
+    values = _measure_values(evidence)
     known = ~np.isnan(values)
     return np.where(known.any(axis=0), np.nansum(values, axis=0) / np.maximum(known.sum(axis=0), 1), 0.0)
 
 
 def _measure_terms(evidence: PairEvidence, centre: np.ndarray) -> np.ndarray:
     """Each measure's similarity minus its centre, 0 where unknown: ``(pairs, measures * fields)``."""
-    values = np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
-    return np.nan_to_num(values - centre, nan=0.0)
+    return np.nan_to_num(_measure_values(evidence) - centre, nan=0.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

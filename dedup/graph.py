@@ -190,6 +190,18 @@ def cluster(input_path: str, config: DedupConfig, pairs: Path, dest: Path, execu
 
 
 # ---- whole jobs ------------------------------------------------------------------------------
+def labels_key(config: DedupConfig) -> tuple[str, ...]:
+    """The pair labels' part of a cache key: their bytes, or nothing without labels (so keys of
+    runs without labels stay what they were)."""
+    return () if config.labels is None else (labels_digest(config.labels),)
+
+
+def training_key(input_key: str, config: DedupConfig) -> str:
+    """What a trained model depends on: the input and config (``input_key``) and the labels.
+    The train stage's cache and the model registry both key on it."""
+    return stage_key("train", input_key, *labels_key(config))
+
+
 def candidates_and_model(
     input_path: str,
     config: DedupConfig,
@@ -206,7 +218,7 @@ def candidates_and_model(
     )
     trained = None
     if train_model:
-        train_dir = stages / f"train-{stage_key('train', input_key, labels_digest(config.labels))}"
+        train_dir = stages / f"train-{training_key(input_key, config)}"
         trained = clock("train", train, input_path, config, candidates, train_dir, executor, clock.logger)
     return input_key, candidates, trained
 
@@ -284,11 +296,11 @@ def _deduplicate(
     elif found is not None:
         model_dir = found
     elif models_dir:
-        model_dir = registry.register(models_dir, model_name, trained, stage_key("train", input_key))
+        model_dir = registry.register(models_dir, model_name, trained, training_key(input_key, config))
         logger.info("registered model %s", model_dir)
     else:
         model_dir, publish_model = trained, True
-    score_key = stage_key("score", input_key, model_fingerprint(model_dir), labels_digest(config.labels))
+    score_key = stage_key("score", input_key, model_fingerprint(model_dir), *labels_key(config))
     pairs = clock(
         "score",
         score,

@@ -11,7 +11,6 @@ The latest answer about a pair wins; ``undo`` removes the latest one.
 from __future__ import annotations
 
 import fcntl
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,15 +54,14 @@ class LabelStore:
 
     def undo(self, left_id: str, right_id: str) -> bool:
         """Remove the latest answer about this pair (either order); False if there is none."""
+        a, b = sorted((str(left_id), str(right_id)))
         with self._locked():
-            frame = self.read()
-            key = _pair_key(frame)
-            hits = np.flatnonzero(key == _key(str(left_id), str(right_id)))
-            if not len(hits):
+            keyed = _unordered(self.read()).with_row_index("order")
+            hits = keyed.filter((pl.col("a") == a) & (pl.col("b") == b))["order"]
+            if not hits.len():
                 return False
-            keep = np.ones(frame.height, dtype=bool)
-            keep[hits[-1]] = False
-            write_parquet(frame.filter(pl.Series(keep)), self.path)
+            kept = keyed.filter(pl.col("order") != hits[-1]).select(*SCHEMA)
+            write_parquet(kept, self.path)
             return True
 
     @contextmanager
@@ -108,19 +106,22 @@ def read_labels(path: str | Path) -> pl.DataFrame:
 
 
 def latest_answers(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per unordered pair: the latest answer (file order), ``unsure`` included."""
-    if frame.is_empty():
-        return frame
-    keyed = frame.with_columns(
-        pl.min_horizontal("left_id", "right_id").alias("a"), pl.max_horizontal("left_id", "right_id").alias("b")
-    )
+    """One row per unordered pair (``left_id`` < ``right_id``): its latest answer, ``unsure``
+    included, in the order those answers were given."""
     return (
-        keyed.with_row_index("order")
-        .sort("order")
-        .group_by("a", "b", maintain_order=True)
+        _unordered(frame)
+        .with_row_index("order")
+        .group_by("a", "b")
         .last()
-        .sort("order")
+        .sort("order")  # in the order the latest answers were given
         .select(pl.col("a").alias("left_id"), pl.col("b").alias("right_id"), "label", "time")
+    )
+
+
+def _unordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """The answers with each pair's ids in order as ``a`` < ``b`` (either order is one pair)."""
+    return frame.with_columns(
+        pl.min_horizontal("left_id", "right_id").alias("a"), pl.max_horizontal("left_id", "right_id").alias("b")
     )
 
 
@@ -148,21 +149,3 @@ def labels_digest(path: str | Path | None) -> str:
     if path is None:
         return "no-labels"
     return file_digest(path) if Path(path).exists() else "missing"
-
-
-def _key(a: str, b: str) -> str:
-    return f"{min(a, b)}\x00{max(a, b)}"
-
-
-def _pair_key(frame: pl.DataFrame) -> np.ndarray:
-    return np.array([_key(a, b) for a, b in zip(frame["left_id"], frame["right_id"], strict=True)], dtype=object)
-
-
-def labels_path_of(output: str | Path) -> Path:
-    return Path(output) / LABELS_FILE
-
-
-def ensure_writable(path: Path) -> None:
-    """Fail now, not at the first answer, if the labels file cannot be written."""
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"{path.parent}: not writable; labels cannot be saved")

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from dedup.blocking import (
+    CandidatePairs,
     EmbeddingPass,
     estimate_pass,
     has_embedding_pass,
@@ -116,7 +117,9 @@ def answered_rows(config: DedupConfig, records: pl.DataFrame) -> tuple[np.ndarra
     return labelled_rows(read_labels(config.labels), records[config.id_column])
 
 
-def with_answers(scored: pl.DataFrame, config: DedupConfig, records: pl.DataFrame, pairs) -> pl.DataFrame:
+def with_answers(
+    scored: pl.DataFrame, config: DedupConfig, records: pl.DataFrame, pairs: CandidatePairs
+) -> pl.DataFrame:
     """A person's answer decides its pair: probability 1 (match) or 0 (non-match), and the
     ``label`` column says so (null for pairs nobody answered). Only with ``labels:`` set."""
     answers = answered_rows(config, records)

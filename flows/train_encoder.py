@@ -15,8 +15,7 @@ from prefect import flow, get_run_logger
 
 from dedup import registry
 from dedup.config import load_config
-from dedup.fingerprint import stage_key
-from dedup.graph import StageClock, candidates_and_model
+from dedup.graph import StageClock, candidates_and_model, training_key
 from dedup.io import prepare_output_dir
 from dedup.threads import share
 from flows.deduplicate import check_before_starting
@@ -37,7 +36,7 @@ def train_encoder(
     clock = StageClock(logger)
     input_key, _, trained = candidates_and_model(input_path, config, stages, PrefectExecutor(share()), clock)
     assert trained is not None
-    version = registry.register(models_dir, model_name, trained, stage_key("train", input_key))
+    version = registry.register(models_dir, model_name, trained, training_key(input_key, config))
     logger.info("model %s is now LATEST for %r", version, model_name)
     return str(version)
 

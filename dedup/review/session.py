@@ -110,8 +110,11 @@ class ReviewSession:
             self.run, self.report, self.config, self.model_dir = run, report, config, model
             self.records, self.clusters = inputs, outputs
             self.row_of = dict(zip(ids.to_list(), range(ids.len()), strict=True))
-            self.pair_left = pairs[f"{config.id_column}_l"].cast(pl.String).to_numpy()
-            self.pair_right = pairs[f"{config.id_column}_r"].cast(pl.String).to_numpy()
+            # each pair's ids in order (a < b), as the answers are kept: the estimated gain joins them
+            sides = [pl.col(f"{config.id_column}_{side}").cast(pl.String) for side in "lr"]
+            self.pair_keys = pairs.select(
+                pl.min_horizontal(sides).alias("a"), pl.max_horizontal(sides).alias("b")
+            ).with_row_index("pair")
             self.probability = pairs["match_probability"].to_numpy().astype(np.float64)
             self.queue = ActiveQueue(frame, config.id_column)
             self._handed_out.clear()
@@ -187,13 +190,20 @@ class ReviewSession:
             "answer": answer,
         }
 
+    def _pairs(self) -> pl.LazyFrame:
+        """The run's scored pairs, ids as text (what the browser sends), read lazily."""
+        c = self.config.id_column
+        return pl.scan_parquet(self.run / "pairs.parquet").with_columns(
+            pl.col(f"{c}_l").cast(pl.String), pl.col(f"{c}_r").cast(pl.String)
+        )
+
     def _pair_row(self, left: str, right: str) -> dict[str, Any] | None:
         c = self.config.id_column
         hit = (
-            pl.scan_parquet(self.run / "pairs.parquet")
+            self._pairs()
             .filter(
-                ((pl.col(f"{c}_l").cast(pl.String) == left) & (pl.col(f"{c}_r").cast(pl.String) == right))
-                | ((pl.col(f"{c}_l").cast(pl.String) == right) & (pl.col(f"{c}_r").cast(pl.String) == left))
+                ((pl.col(f"{c}_l") == left) & (pl.col(f"{c}_r") == right))
+                | ((pl.col(f"{c}_l") == right) & (pl.col(f"{c}_r") == left))
             )
             .head(1)
             .collect()
@@ -229,27 +239,23 @@ class ReviewSession:
         return undone
 
     def progress(self) -> dict[str, Any]:
-        answers = latest_answers(self.store.read())
+        given = self.store.read()
+        answers = latest_answers(given)
         counts = {label: int((answers["label"] == label).sum()) for label in ("match", "non-match", "unsure")}
-        decided = answers.filter(pl.col("label") != "unsure")
-        key_of = {
-            (min(a, b), max(a, b)): lab == "match"
-            for a, b, lab in decided.select("left_id", "right_id", "label").iter_rows()
-        }
+        decided = self.pair_keys.join(
+            answers.filter(pl.col("label") != "unsure").select(
+                pl.col("left_id").alias("a"), pl.col("right_id").alias("b"), (pl.col("label") == "match").alias("y")
+            ),
+            on=["a", "b"],
+        )
         answered = np.zeros(len(self.probability), dtype=bool)
         answer = np.zeros(len(self.probability))
-        if key_of:
-            keys = pl.DataFrame({"l": self.pair_left, "r": self.pair_right}).select(
-                pl.min_horizontal("l", "r").alias("a"), pl.max_horizontal("l", "r").alias("b")
-            )
-            given = pl.DataFrame({"a": [k[0] for k in key_of], "b": [k[1] for k in key_of], "y": list(key_of.values())})
-            joined = keys.with_row_index("i").join(given, on=["a", "b"], how="inner")
-            answered[joined["i"].to_numpy()] = True
-            answer[joined["i"].to_numpy()] = joined["y"].to_numpy().astype(np.float64)
+        answered[decided["pair"].to_numpy()] = True
+        answer[decided["pair"].to_numpy()] = decided["y"].to_numpy()
         return {
             "answers": int(answers.height),
             "counts": counts,
-            "given": int(self.store.read().height),
+            "given": given.height,
             "estimated_f1_gain": round(
                 expected_f1_change(self.probability, answered, answer, self.config.threshold), 4
             ),
@@ -267,9 +273,8 @@ class ReviewSession:
         c = self.config.id_column
         ids = self.records[c].cast(pl.String).gather(rows).to_list()
         links = (
-            pl.scan_parquet(self.run / "pairs.parquet")
+            self._pairs()
             .select(f"{c}_l", f"{c}_r", "match_probability")
-            .with_columns(pl.col(f"{c}_l").cast(pl.String), pl.col(f"{c}_r").cast(pl.String))
             .filter(pl.col(f"{c}_l").is_in(ids) & pl.col(f"{c}_r").is_in(ids))
             .sort("match_probability")
             .head(MAX_MEMBERS)
@@ -313,9 +318,8 @@ class ReviewSession:
             raise InputError(f"no record with {self.config.id_column} = {record_id!r}")
         c = self.config.id_column
         pairs = (
-            pl.scan_parquet(self.run / "pairs.parquet")
+            self._pairs()
             .select(f"{c}_l", f"{c}_r", "match_probability")
-            .with_columns(pl.col(f"{c}_l").cast(pl.String), pl.col(f"{c}_r").cast(pl.String))
             .filter((pl.col(f"{c}_l") == record_id) | (pl.col(f"{c}_r") == record_id))
             .sort("match_probability", descending=True)
             .head(20)
