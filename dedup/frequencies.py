@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from dedup.config import DedupConfig, FieldKind
 
 TOKEN_KINDS = (FieldKind.text,)  # kinds that get word-level evidence
+NUMBER_WITH_UNIT = r"^(\d+(?:\.\d+)?)\p{L}+$"  # 32gb, 1.5tb, 3rd: the number is a word too
 IDENTIFIER_WEIGHT = 3.0  # weight of a word holding a digit, relative to other words of equal rarity
 
 
@@ -129,15 +130,23 @@ def value_frequencies(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def words(values: pl.Series) -> pl.DataFrame:
-    """(row, word) for every distinct word of every value (words split on spaces)."""
-    return (
+    """(row, word) for every distinct word of every value (words split on spaces).
+
+    A word that is a number with a unit or suffix glued on (``32gb``, ``32go``, ``1.5tb``,
+    ``3rd``) also yields the bare number: shops write a size as ``32GB``, ``32 GB`` or (French)
+    ``32Go``, and only the number says which product it is. Measured on the real product sets
+    (``benchmarks/realdata.py``): SIGMOD X1 0.819 -> 0.862 cluster pair-F1, Abt-Buy 0.171 ->
+    0.200, the others unchanged or up.
+    """
+    base = (
         pl.DataFrame({"word": values.str.split(" ")})
         .with_row_index("row")
         .explode("word")
         .drop_nulls("word")
         .filter(pl.col("word").str.len_chars() > 0)
-        .unique(["row", "word"])
     )
+    numbers = base.with_columns(word=pl.col("word").str.extract(NUMBER_WITH_UNIT, 1)).drop_nulls("word")
+    return pl.concat([base, numbers]).unique(["row", "word"], maintain_order=True)
 
 
 def count_words(values: pl.Series) -> Vocabulary:
