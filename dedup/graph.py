@@ -151,8 +151,10 @@ def score(
     executor: Executor,
     partitioning: Partitioning,
     logger=log,
+    known: Path | None = None,
 ) -> Path:
-    """Encode (a piece per record range), complete the candidates, score (a piece per pair range)."""
+    """Encode (a piece per record range), complete the candidates (``known``: the trained
+    model's, when training found them), score (a piece per pair range)."""
     result = dest / "pairs.parquet"
     if _finished(dest, result, logger):
         return result
@@ -167,7 +169,17 @@ def score(
         )
     ]
     completed = str(
-        _one(executor, "score", parts.complete_candidates, config, model, str(candidates), embeddings, where)
+        _one(
+            executor,
+            "score",
+            parts.complete_candidates,
+            config,
+            model,
+            str(candidates),
+            embeddings,
+            where,
+            None if known is None else str(known),
+        )
     )
     statistics = str(_one(executor, "score", parts.statistics_part, input_path, config, where))
     pair_ranges = parts.ranges(parts.candidate_count(completed), partitioning.pairs_per_part)
@@ -312,6 +324,7 @@ def _deduplicate(
         executor,
         partitioning,
         logger,
+        None if trained is None else parts.neighbours_dir(trained) / "candidates.parquet",
     )
     cluster_dir = layout.stages / f"cluster-{stage_key('cluster', score_key)}"
     clusters = clock("cluster", cluster, input_path, config, pairs, cluster_dir, executor, logger)

@@ -322,6 +322,18 @@ def skipped_passes(candidates: str | Path) -> list[str | None] | None:
     return json.loads(Path(candidates).with_suffix(".json").read_text()).get("skipped")
 
 
+def copy_candidates(source: str | Path, dest: Path) -> Path:
+    """``save_candidates``'s two files copied into ``dest`` (each written aside, then renamed),
+    so a stage folder holds the candidates it used whoever found them."""
+    source, target = Path(source), dest / "candidates.parquet"
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((source.with_suffix(".json"), target.with_suffix(".json")), (source, target)):
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    return target
+
+
 def load_candidates(path: str | Path, start: int = 0, stop: int | None = None) -> CandidatePairs:
     """Candidate pairs from ``save_candidates``'s file; rows ``[start, stop)`` only if given."""
     path = Path(path)

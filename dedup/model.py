@@ -97,7 +97,8 @@ class DedupModel:
             examples = self._examples(encoder, normalised, rng, (left[same], right[same]), (left[~same], right[~same]))
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
             embeddings = embed_records(encoder, normalised)
-            left, right, same = _labelled_pairs(self._complete(rule_pairs, embeddings), labels)
+            pairs = self._complete(rule_pairs, embeddings)
+            left, right, same = _labelled_pairs(pairs, labels)
             known = np.intersect1d(np.flatnonzero(np.not_equal(labels, None)), self._u_rows)
             random, (a, b) = self._random_evidence(embeddings, statistics, known, rng)  # u: every pair
             combiner = self._combiner().fit_edges(random, *self._agreement(statistics))
@@ -143,6 +144,9 @@ class DedupModel:
             )
             combiner.fit_pair_labels(evidence, is_match, cfg.threshold)
         self.encoder_, self.combiner_ = encoder, combiner
+        # the final encoder's candidates over every record are what scoring this input needs:
+        # kept (not saved with the model) so the score stage need not search the neighbours again
+        self.candidates_ = pairs if sample is None and has_embedding_pass(cfg) else None
         return self
 
     def _combiner(self) -> Combiner:

@@ -37,7 +37,15 @@ from dedup.config import DedupConfig
 from dedup.encoder import FieldEmbeddings
 from dedup.evaluation import train_labels
 from dedup.frequencies import FieldStatistics, field_statistics
-from dedup.io import load_candidates, load_input, save_candidates, write_json, write_parquet, write_parquet_lazy
+from dedup.io import (
+    copy_candidates,
+    load_candidates,
+    load_input,
+    save_candidates,
+    write_json,
+    write_parquet,
+    write_parquet_lazy,
+)
 from dedup.labels import labelled_rows, read_labels
 from dedup.model import DedupModel
 from dedup.scoring import score_pairs
@@ -107,7 +115,16 @@ def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Pa
     labels, _ = train_labels(records, config)
     answers = answered_rows(config, records)
     model = DedupModel(config).fit(normalised, load_candidates(candidates), labels, answers)
-    return model.save(model_dir)
+    saved = model.save(model_dir)
+    if model.candidates_ is not None:
+        save_candidates(model.candidates_, neighbours_dir(saved))
+    return saved
+
+
+def neighbours_dir(trained_model: str | Path) -> Path:
+    """Where ``train_part`` leaves the candidates with the trained model's embedding neighbours
+    (when training saw every record): beside the model in the train stage's folder."""
+    return Path(trained_model).parent / "neighbours"
 
 
 def answered_rows(config: DedupConfig, records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -204,11 +221,21 @@ def save_embeddings(embeddings: FieldEmbeddings, target: Path) -> Path:
 
 
 def complete_candidates(
-    config: DedupConfig, model_dir: str | Path, candidates: str | Path, embeddings: list[str | Path], dest: str | Path
+    config: DedupConfig,
+    model_dir: str | Path,
+    candidates: str | Path,
+    embeddings: list[str | Path],
+    dest: str | Path,
+    known: str | Path | None = None,
 ) -> Path:
-    """The candidates to score: the rule passes' plus, with embedding passes, the model's neighbours."""
+    """The candidates to score: the rule passes' plus, with embedding passes, the model's neighbours.
+
+    ``known``: the same, found by training this model on this input (``neighbours_dir``), used
+    as it is: the neighbour search is then done once per model, not again here."""
     if not has_embedding_pass(config):
         return Path(candidates)
+    if known is not None and Path(known).is_file():
+        return copy_candidates(known, Path(dest))
     model = DedupModel.load(model_dir, expect=config)
     pairs = model.candidates(load_candidates(candidates), load_embeddings(embeddings, config.field_names))
     return save_candidates(pairs, Path(dest))

@@ -100,3 +100,29 @@ def test_pair_ranges_and_edges_give_the_unpartitioned_scores_and_clusters(
     assert np.allclose(
         clusters["cluster_confidence"].to_numpy(), expected["cluster_confidence"].to_numpy(), equal_nan=True
     )
+
+
+def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_are_searched_once(
+    febrl1_file: Path, config: DedupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(FEBRL_YAML + TINY_TRAINING)
+    with_embedding = parse_config(yaml.safe_dump({**raw, "blocking": [["surname"], {"embedding": {"k": 3}}]}))
+    records, normalised = load_input(febrl1_file, with_embedding)
+    rules = parts.block_part(febrl1_file, with_embedding, 0, 0, 1, tmp_path / "blocks")
+    candidates = parts.merge_blocks(with_embedding, [rules], tmp_path)
+    searches: list[int] = []
+    search = parts.DedupModel.candidates
+    monkeypatch.setattr(parts.DedupModel, "candidates", lambda self, *a: searches.append(1) or search(self, *a))
+
+    model_dir = parts.train_part(febrl1_file, with_embedding, candidates, tmp_path / "train" / "model")
+    assert len(searches) == 2  # the provisional and the final encoder's neighbours, in training
+    known = parts.neighbours_dir(model_dir) / "candidates.parquet"
+    embeddings = [str(parts.encode_part(febrl1_file, with_embedding, model_dir, 0, records.height, tmp_path / "emb"))]
+    reused = parts.complete_candidates(with_embedding, model_dir, candidates, embeddings, tmp_path / "s1", known)
+    assert len(searches) == 2 and reused == tmp_path / "s1" / "candidates.parquet"  # scoring searched nothing
+    searched = parts.complete_candidates(with_embedding, model_dir, candidates, embeddings, tmp_path / "s2")
+    assert len(searches) == 3
+    a, b = load_candidates(reused), load_candidates(searched)  # and the search would find the same
+    assert np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)
+    assert np.array_equal(a.pass_index, b.pass_index) and a.pass_counts == b.pass_counts
+    assert "embedding(k=3)" in a.pass_names and len(a) > len(load_candidates(candidates))
