@@ -109,7 +109,7 @@ def train_encoder(
     encoder.train()
     for _ in progress(range(steps), total=steps, desc="training encoder"):
         optimiser.zero_grad()
-        total = torch.zeros(())
+        batches: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         for field, ex in examples.items():
             count = len(ex.lengths)
             if count < 2:
@@ -132,9 +132,12 @@ def train_encoder(
                     labels.append(np.full(len(pick), target))
             ta = torch.from_numpy(np.concatenate(left))
             tb = torch.from_numpy(np.concatenate(right))
-            y = torch.from_numpy(np.concatenate(labels)).float()
-            embeddings = encoder(torch.cat([ta, tb]), field)
-            total = total + contrastive_loss(embeddings[: len(ta)], embeddings[len(ta) :], y, settings.margin)
+            batches[field] = (ta, tb, torch.from_numpy(np.concatenate(labels)).float())
+        embedded = encoder.forward_fields({f: torch.cat([ta, tb]) for f, (ta, tb, _) in batches.items()})
+        total = torch.zeros(())
+        for field, (ta, _, y) in batches.items():
+            e = embedded[field]
+            total = total + contrastive_loss(e[: len(ta)], e[len(ta) :], y, settings.margin)
         loss = float(total.detach())
         if not np.isfinite(loss):
             raise ModelError(
