@@ -75,6 +75,63 @@ def read_table(path: Path) -> pl.DataFrame:
         raise InputError(f"{path}: not a readable {kind} file ({type(exc).__name__}: {exc}){hint}") from None
 
 
+def scan_table(path: Path) -> pl.LazyFrame:
+    """The input as a lazy scan (``read_table``'s formats and options): a piece reads its rows
+    and columns only."""
+    if is_csv(path):
+        return pl.scan_csv(path, infer_schema=False, separator="\t" if path.suffix.lower() == ".tsv" else ",")
+    return pl.scan_parquet(input_files(path))
+
+
+def config_columns(config: DedupConfig) -> list[str]:
+    """The input columns a job reads: the id, the fields, blocking-only columns and the labels."""
+    wanted = [config.id_column, *config.fields, *sorted(config.blocking_columns())]
+    return list(dict.fromkeys(wanted + ([config.label_column] if config.label_column else [])))
+
+
+def read_rows(input_path: str | Path, config: DedupConfig, start: int = 0, stop: int | None = None) -> pl.DataFrame:
+    """Rows ``[start, stop)`` of the input, the config's columns only, checked and cast like
+    ``read_records`` (the run checked the whole file first; a piece then needs only its slice).
+    Served from ``load_input``'s cache when this process holds the whole input already."""
+    cached = _cached_input(input_path, config)
+    if cached is not None:
+        return cached[0].select(config_columns(config)).slice(start, None if stop is None else stop - start)
+    path = check_input_file(input_path)
+    scan = scan_table(path).select(config_columns(config)).slice(start, None if stop is None else stop - start)
+    where = f"{path} (rows {start:,} to {'the end' if stop is None else f'{stop:,}'})"
+    return validate_records(scan.collect(), config, origin=where, whole=False)
+
+
+def read_normalised(
+    input_path: str | Path, config: DedupConfig, start: int = 0, stop: int | None = None
+) -> pl.DataFrame:
+    """The normalised fields of rows ``[start, stop)`` (``read_rows``, then ``normalise_fields``)."""
+    cached = _cached_input(input_path, config)
+    if cached is not None:
+        return cached[1].slice(start, None if stop is None else stop - start)
+    return normalise_fields(read_rows(input_path, config, start, stop), config)
+
+
+def read_fields(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``load_input`` for pieces that need every row but only the config's columns (blocking):
+    the input's other columns (descriptions, payloads) are never read."""
+    cached = _cached_input(input_path, config)
+    if cached is not None:
+        return cached[0].select(config_columns(config)), cached[1]
+    records = read_rows(input_path, config)
+    return records, normalise_fields(records, config)
+
+
+def read_ids(input_path: str | Path, config: DedupConfig) -> pl.Series:
+    """The id column of every input row (as ``read_records`` gives it): what a score piece needs
+    to name its pairs, without the rest of the table."""
+    cached = _cached_input(input_path, config)
+    if cached is not None:
+        return cached[0][config.id_column]
+    ids = scan_table(check_input_file(input_path)).select(config.id_column).collect().to_series()
+    return ids.fill_nan(None) if ids.dtype.is_float() else ids
+
+
 def check_input_file(path: str | Path) -> Path:
     """The input path, if it is an existing file or a folder holding Parquet parts; else the
     error ``read_records`` would give."""
@@ -97,9 +154,12 @@ def check_run_output(output_dir: str | Path, names: tuple[str, ...] = ("clusters
     return files
 
 
-def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<table>") -> pl.DataFrame:
-    """Check an in-memory table against the config; see ``read_records``."""
-    if table.height == 0:
+def validate_records(
+    table: pl.DataFrame, config: DedupConfig, origin: str = "<table>", whole: bool = True
+) -> pl.DataFrame:
+    """Check an in-memory table against the config; see ``read_records``. ``whole=False``: the
+    table is a slice of an input checked whole before, so a field may be null in all its rows."""
+    if table.height == 0 and whole:
         raise InputError(f"{origin}: the table has no rows")
     needed = [config.id_column, *config.fields, *sorted(config.blocking_columns())]
     if config.label_column:
@@ -144,7 +204,7 @@ def validate_records(table: pl.DataFrame, config: DedupConfig, origin: str = "<t
         value = value.cast(pl.String)
         casts.append(pl.when(value.str.strip_chars() == "").then(None).otherwise(value).alias(column))
     table = table.with_columns(casts) if casts else table
-    for column in config.fields:
+    for column in config.fields if whole else []:
         if table[column].null_count() == table.height:
             raise InputError(f"{origin}: field {column!r} is null in every row")
     return table
@@ -278,12 +338,7 @@ def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFram
     last file read is kept in memory, keyed on its path, size, modification time and the
     config, so stages run one after another in a process read and normalise it once.
     """
-    path = Path(input_path)
-    try:
-        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in input_files(path)]
-        key: tuple | None = (str(path.resolve()), tuple(stats), config.model_dump_json())
-    except OSError:
-        key = None  # read_records gives the proper error
+    key = _input_key(input_path, config)
     if key is not None and key in _LOADED:
         return _LOADED[key]
     records = read_records(input_path, config)
@@ -292,6 +347,20 @@ def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFram
     if key is not None:
         _LOADED[key] = loaded
     return loaded
+
+
+def _input_key(input_path: str | Path, config: DedupConfig) -> tuple | None:
+    path = Path(input_path)
+    try:
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in input_files(path)]
+    except OSError:
+        return None  # read_records gives the proper error
+    return (str(path.resolve()), tuple(stats), config.model_dump_json())
+
+
+def _cached_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    key = _input_key(input_path, config)
+    return None if key is None else _LOADED.get(key)
 
 
 def save_candidates(

@@ -41,6 +41,9 @@ from dedup.io import (
     copy_candidates,
     load_candidates,
     load_input,
+    read_fields,
+    read_ids,
+    read_normalised,
     save_candidates,
     write_json,
     write_parquet,
@@ -65,7 +68,7 @@ def block_part(
     input_path: str | Path, config: DedupConfig, pass_index: int, part: int, parts: int, dest: str | Path
 ) -> Path:
     """One hash partition of one rule pass: its pairs to ``dest/block-<pass>-<part>.parquet``."""
-    records, normalised = load_input(input_path, config)
+    records, normalised = read_fields(input_path, config)
     p = config.passes[pass_index]
     estimate = estimate_pass(records, normalised, p)
     left = right = np.empty(0, np.int64)
@@ -113,7 +116,7 @@ def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Pa
     and save the model directory. One piece: it works on a bounded sample, whatever N is."""
     records, normalised = load_input(input_path, config)
     labels, _ = train_labels(records, config)
-    answers = answered_rows(config, records)
+    answers = answered_rows(config, records[config.id_column])
     model = DedupModel(config).fit(normalised, load_candidates(candidates), labels, answers)
     saved = model.save(model_dir)
     if model.candidates_ is not None:
@@ -127,19 +130,17 @@ def neighbours_dir(trained_model: str | Path) -> Path:
     return Path(trained_model).parent / "neighbours"
 
 
-def answered_rows(config: DedupConfig, records: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The config's pair labels (``labels:``) as row positions, or None without labels."""
+def answered_rows(config: DedupConfig, ids: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The config's pair labels (``labels:``) as row positions of ``ids``, or None without labels."""
     if config.labels is None:
         return None
-    return labelled_rows(read_labels(config.labels), records[config.id_column])
+    return labelled_rows(read_labels(config.labels), ids)
 
 
-def with_answers(
-    scored: pl.DataFrame, config: DedupConfig, records: pl.DataFrame, pairs: CandidatePairs
-) -> pl.DataFrame:
+def with_answers(scored: pl.DataFrame, config: DedupConfig, ids: pl.Series, pairs: CandidatePairs) -> pl.DataFrame:
     """A person's answer decides its pair: probability 1 (match) or 0 (non-match), and the
     ``label`` column says so (null for pairs nobody answered). Only with ``labels:`` set."""
-    answers = answered_rows(config, records)
+    answers = answered_rows(config, ids)
     if answers is None:
         return scored
     left, right, is_match = answers
@@ -168,10 +169,10 @@ def encode_part(
     input_path: str | Path, config: DedupConfig, model_dir: str | Path, start: int, stop: int, dest: str | Path
 ) -> Path:
     """Embed records ``[start, stop)``: per field a distinct-value table and the rows' codes."""
-    _, normalised = load_input(input_path, config)
+    normalised = read_normalised(input_path, config, start, stop)  # this piece's rows only
     model = DedupModel.load(model_dir, expect=config)
     clock = time.perf_counter()
-    embeddings = model.embed(normalised.slice(start, stop - start))
+    embeddings = model.embed(normalised)
     target = save_embeddings(embeddings, Path(dest) / f"embeddings-{start:012d}.npz")
     write_json({"encode": round(time.perf_counter() - clock, 4)}, target.with_suffix(".json"))
     return target
@@ -180,7 +181,7 @@ def encode_part(
 def statistics_part(input_path: str | Path, config: DedupConfig, dest: str | Path) -> Path:
     """Value frequencies and word vectors of the whole input (one pass, polars): what every score
     piece needs to weigh an agreement by its rarity. Written once, read by each score piece."""
-    _, normalised = load_input(input_path, config)
+    normalised = read_normalised(input_path, config)  # the config's columns only
     target = Path(dest) / "statistics.npz"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.npz")
@@ -262,7 +263,7 @@ def score_part(
     dest: str | Path,
 ) -> ScorePart:
     """Score candidate pairs ``[start, stop)``."""
-    records, _ = load_input(input_path, config)
+    ids = read_ids(input_path, config)  # not the rest of the table: the pairs' evidence is on disk
     model = DedupModel.load(model_dir, expect=config)
     pairs = load_candidates(candidates, start, stop)
     timings: dict[str, float] = {}
@@ -270,13 +271,13 @@ def score_part(
     scored = score_pairs(
         config.id_column,
         model.combiner_,
-        records,
+        ids,
         load_embeddings(embeddings, fields),
         load_statistics(statistics, fields),
         pairs,
         timings,
     )
-    scored = with_answers(scored, config, records, pairs)
+    scored = with_answers(scored, config, ids, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
     clock = time.perf_counter()

@@ -87,13 +87,13 @@ def compare_pairs(
 def score_pairs(
     id_col: str,
     combiner: Combiner,
-    records: pl.DataFrame,
+    ids: pl.Series,
     embeddings: FieldEmbeddings,
     statistics: FieldStatistics,
     pairs: CandidatePairs,
     timings: dict[str, float] | None = None,
 ) -> pl.DataFrame:
-    """The pairs table users read.
+    """The pairs table users read (``ids``: the id of every record, by row position).
 
     Per pair: ids, ``match_probability``, ``match_weight`` (log2 odds), per field ``sim_<f>`` (cosine
     of the embeddings, 1 for equal values, null if either value is missing), for text fields
@@ -106,7 +106,6 @@ def score_pairs(
     evidence = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
     if timings is not None:
         timings["similarities"] = round(time.perf_counter() - start, 4)
-    ids = records[id_col]
     contributions, match_weight, probability = combiner.score(evidence)
     fields = embeddings.fields
     frame = pl.DataFrame(

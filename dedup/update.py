@@ -149,7 +149,7 @@ def _update(
     pairs = _candidates(records, normalised, config, embeddings, changed)
     clock["block"] = _lap(start, clock)
     statistics = field_statistics(normalised, config)
-    scored = score_pairs(id_col, model.combiner_, records, embeddings, statistics, pairs)
+    scored = score_pairs(id_col, model.combiner_, records[id_col], embeddings, statistics, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
     all_pairs = pl.concat([kept, scored.select(kept.columns)], how="vertical_relaxed")

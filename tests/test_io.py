@@ -7,7 +7,18 @@ import pytest
 
 from dedup.config import parse_config
 from dedup.errors import InputError, OutputError
-from dedup.io import count_rows, prepare_output_dir, read_records, replace_directory, write_parquet
+from dedup.io import (
+    count_rows,
+    prepare_output_dir,
+    read_fields,
+    read_ids,
+    read_normalised,
+    read_records,
+    read_rows,
+    replace_directory,
+    write_parquet,
+)
+from dedup.normalise import normalise_fields
 
 CONFIG = parse_config("""
 id_column: id
@@ -146,3 +157,39 @@ def test_nan_and_blank_values_are_missing_and_odd_types_are_named(tmp_path: Path
         read_records(_write(tmp_path, frame.with_columns(id=pl.Series([1.0, float("nan"), 3.0]))), config)
     with pytest.raises(InputError, match=r"id column 'id' has type Struct"):
         read_records(_write(tmp_path, frame.with_columns(id=pl.struct(a=pl.col("id")))), config)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "parts"])
+def test_a_piece_reads_its_rows_and_the_config_columns_only(tmp_path: Path, kind: str) -> None:
+    frame = pl.DataFrame(
+        {
+            "id": [f"{i:03d}" for i in range(10)],
+            "name": ["ann", "bob", None, None, None, "cy", "dee", "ed", "flo", "gus"],
+            "age": [str(20 + i) for i in range(10)],
+            "notes": ["a long payload nobody compares"] * 10,
+        }
+    )
+    if kind == "parquet":
+        path = _write(tmp_path, frame)
+    elif kind == "csv":
+        path = tmp_path / "in.csv"
+        frame.write_csv(path)
+    else:
+        path = tmp_path / "parts"
+        path.mkdir()
+        frame.slice(0, 4).write_parquet(path / "part-0.parquet")
+        frame.slice(4, 6).write_parquet(path / "part-1.parquet")
+    whole = read_records(path, CONFIG)
+    rows = read_rows(path, CONFIG, 2, 7)  # across the parts' boundary
+    assert rows.columns == ["id", "name", "age"]  # not "notes"
+    assert rows.equals(whole.select(rows.columns).slice(2, 5))
+    assert read_rows(path, CONFIG, 2, 5)["name"].null_count() == 3  # a field null in the whole slice is fine
+    assert read_normalised(path, CONFIG, 5, 10).equals(normalise_fields(whole, CONFIG).slice(5, 5))
+    assert read_ids(path, CONFIG).equals(whole["id"])
+    records, normalised = read_fields(path, CONFIG)
+    assert records.equals(whole.select(records.columns)) and normalised.equals(normalise_fields(whole, CONFIG))
+
+
+def test_float_ids_read_alone_lose_their_nans_like_the_whole_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, pl.DataFrame({"id": [1.0, 2.0, 3.0], "name": ["a", "b", "c"], "age": ["1", "2", "3"]}))
+    assert read_ids(path, CONFIG).equals(read_records(path, CONFIG)["id"])

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from polars.testing import assert_frame_equal
 
 from dedup import parts
 from dedup.blocking import block
@@ -126,3 +127,33 @@ def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_ar
     assert np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)
     assert np.array_equal(a.pass_index, b.pass_index) and a.pass_counts == b.pass_counts
     assert "embedding(k=3)" in a.pass_names and len(a) > len(load_candidates(candidates))
+
+
+def test_block_encode_statistics_and_score_pieces_never_read_the_whole_table(
+    febrl1_file: Path, config: DedupConfig, model_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process of their own (a Dask worker, a Prefect task run elsewhere), pieces read their
+    rows and the config's columns (``read_rows``), never every column of every row."""
+    from dedup import io
+
+    embeddings = [parts.encode_part(febrl1_file, config, model_dir, 0, 1000, tmp_path / "e0")]
+    candidates = parts.merge_blocks(config, [parts.block_part(febrl1_file, config, 0, 0, 1, tmp_path / "b0")], tmp_path)
+    statistics = parts.statistics_part(febrl1_file, config, tmp_path)
+    args = (febrl1_file, config, model_dir, candidates, embeddings, statistics, 0, 500, tmp_path / "s0")
+    expected = pl.read_parquet(parts.score_part(*args).pairs)  # what an in-process run gives
+
+    io._LOADED.clear()  # a fresh process: nothing read yet
+
+    def whole_table(*args: object) -> None:
+        raise AssertionError("a piece read the whole input")
+
+    monkeypatch.setattr(io, "read_records", whole_table)
+    monkeypatch.setattr(parts, "load_input", whole_table)
+    fresh = tmp_path / "fresh"
+    pieces = [parts.encode_part(febrl1_file, config, model_dir, a, b, fresh / "e") for a, b in parts.ranges(1000, 400)]
+    block = parts.merge_blocks(config, [parts.block_part(febrl1_file, config, 0, 0, 1, fresh / "b")], fresh)
+    statistics = parts.statistics_part(febrl1_file, config, fresh)
+    scored = pl.read_parquet(
+        parts.score_part(febrl1_file, config, model_dir, block, pieces, statistics, 0, 500, fresh / "s").pairs
+    )
+    assert_frame_equal(scored, expected)
