@@ -67,3 +67,32 @@ def test_the_expected_f1_change_counts_what_answers_fix() -> None:
     # the 0.4 pair answered match: a missed match found
     answered = np.array([False, False, True, False])
     assert expected_f1_change(probability, answered, np.array([0, 0, 1.0, 0]), 0.5) > 0.0
+
+
+def test_pairs_the_combiner_cannot_tell_apart_are_asked_about_in_no_particular_order(tmp_path: Path) -> None:
+    """Forty pairs with one match weight near the boundary (the same levels on every field) and
+    encoder views from 0.025 to 1, above 200 sure non-matches. Ranked one by one against the
+    group's high weight, the least alike would come first, be answered "non-match" again and
+    again for a group that is half matches, and the correction fitted on those answers would sink
+    the whole group (SIGMOD X2: 24 of the first 25 answers). So the group's disagreement is one
+    number, and its pairs come in an order unrelated to how alike they look."""
+    rng = np.random.default_rng(0)
+    views = np.arange(1, 41) / 40
+    frame = pl.DataFrame(
+        {
+            "id_l": [f"l{i}" for i in range(240)],
+            "id_r": [f"r{i}" for i in range(240)],
+            "match_probability": [0.53] * 40 + [0.001] * 200,
+            "match_weight": [0.19] * 40 + [-10.0] * 200,
+            "sim_name": list(views) + list(rng.uniform(0.0, 0.5, 200)),
+            "blocking_pass": ["tokens(name)"] * 240,
+        }
+    )
+    path = tmp_path / "pairs.parquet"
+    frame.write_parquet(path)
+    queued = priority_frame(path, "id", ["name"], threshold=0.5)
+    assert queued.filter(pl.col("match_weight") == 0.19)["disagreement"].n_unique() == 1
+    queue = ActiveQueue(queued, "id")
+    first = [queued["sim_name"][i] for i in queue.next_pairs(10)]
+    assert all(queued["match_weight"][i] == 0.19 for i in queue.next_pairs(10))  # the boundary first
+    assert 0.3 < float(np.mean(first)) < 0.7  # a fair sample of the group, not its least alike end

@@ -6,8 +6,15 @@ candidate pair gets a priority from three signals, all computed column-wise over
 - **uncertainty**: ``4 q (1 - q)`` with ``q`` the match probability re-centred on the threshold
   (1 on the decision boundary, near 0 far from it);
 - **disagreement**: how far apart the encoder's view (rank of the pair's mean field similarity)
-  and the combiner's verdict (rank of the match weight) are: a pair whose fields look alike but
-  is called a non-match, or the reverse, is where the evidence model is wrong;
+  and the combiner's verdict (rank of the match weight) are: pairs whose fields look alike but
+  are called non-matches, or the reverse, are where the evidence model is wrong. It is measured
+  per *group* of pairs with one match weight (the same levels on every field: pairs the combiner
+  cannot tell apart), with the group's mean view, and a group's pairs come in a fixed shuffled
+  order. Ranked one by one, the least alike pairs of a group would come first, their answers
+  ("non-match", again and again) would misrepresent the group, and the correction fitted on them
+  would sink all of it: on SIGMOD X2, 24 of the first 25 answers were non-matches and pair-F1
+  fell from 0.34 to 0.04; with groups it rises (0.34 -> 0.36 after 50 answers, Abt-Buy 0.20 ->
+  0.34; ``benchmarks/active_learning.py``);
 - **coverage**: a bonus for blocking passes with few answers so far, so every way of finding
   candidates is checked, not only the pass that makes most pairs.
 
@@ -45,14 +52,19 @@ def priority_frame(pairs_path: str | Path, id_column: str, fields: list[str], th
     return (
         scan.with_row_index("pair")
         .with_columns(uncertainty.alias("uncertainty"), encoder_view.fill_null(0.0).alias("encoder_view"))
+        .with_columns(pl.col("encoder_view").rank("average").alias("view_rank"))
         .with_columns(
-            (pl.col("encoder_view").rank("average") / pl.len() - pl.col("match_weight").rank("average") / pl.len())
+            (
+                pl.col("view_rank").mean().over("match_weight") / pl.len()
+                - pl.col("match_weight").rank("average") / pl.len()
+            )
             .abs()
-            .alias("disagreement")
+            .alias("disagreement"),
+            ((pl.col("pair").cast(pl.UInt64) * 2654435761) % 4294967291).alias("shuffle"),
         )
         .with_columns((UNCERTAINTY * pl.col("uncertainty") + DISAGREEMENT * pl.col("disagreement")).alias("base"))
         .filter(unanswered)
-        .sort("base", descending=True)
+        .sort("base", "shuffle", descending=[True, False])
         .head(QUEUE)
         .with_columns(pl.col(f"{id_column}_l").cast(pl.String), pl.col(f"{id_column}_r").cast(pl.String))
         .collect()
