@@ -32,7 +32,7 @@ from dedup.config import load_config  # noqa: E402
 from dedup.io import load_input  # noqa: E402
 from dedup.model import DedupModel  # noqa: E402
 from dedup.neighbours import nearest_neighbours  # noqa: E402
-from dedup.synth import write  # noqa: E402
+from dedup.synth import cached  # noqa: E402
 from dedup.threads import limited, share  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
@@ -47,9 +47,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     args = parser.parse_args()
     config = load_config(CONFIG)
-    source = Path(args.workdir) / f"synth_{args.n}_0.parquet"
-    if not source.exists():
-        write(args.n, source, seed=0)
+    source = cached(args.n, args.workdir)
     _, normalised = load_input(source, config)
     with limited(share()):
         if args.model:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from dedup.config import load_config  # noqa: E402
 from dedup.graph import Partitioning, deduplicate  # noqa: E402
-from dedup.synth import write  # noqa: E402
+from dedup.synth import cached  # noqa: E402
 from dedup.threads import run_with_threads, share  # noqa: E402
 
 CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=tempfile.gettempdir())
     args = parser.parse_args()
     config = load_config(CONFIG)
-    source = Path(args.workdir) / f"synth_{args.n}_0.parquet"
-    if not source.exists():
-        write(args.n, source, seed=0)
+    source = cached(args.n, args.workdir)
     executor = ProcessPerPiece()
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         imports = pool.submit(_imports_only).result()

@@ -146,13 +146,11 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
 
 
 def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = False) -> None:
-    from dedup.synth import write
+    from dedup.synth import cached
 
-    data = workdir / f"synth_{n}_{seed}{'_hard' if hard else ''}.parquet"
-    if not data.exists():
-        start = time.perf_counter()
-        write(n, data, seed=seed, hard=hard)
-        print(f"generated {n:,} records in {time.perf_counter() - start:.1f}s -> {data}")
+    start = time.perf_counter()
+    data = cached(n, workdir, seed=seed, hard=hard)
+    print(f"input: {data} ({time.perf_counter() - start:.1f}s to find or generate)")
     tag = f"{n}{'_hard' if hard else ''}"
     ours = child("dedup", data, workdir / f"dedup_{tag}")
     ours.update(scores(data, workdir / f"dedup_{tag}", "unique_id_l", "unique_id_r"))

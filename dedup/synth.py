@@ -254,3 +254,10 @@ def generate(n: int, seed: int = 0, settings: SynthSettings | None = None) -> pl
 def write(n: int, path: str | Path, seed: int = 0, hard: bool = False) -> Path:
     """Generate ``n`` records (``hard``: with ``SynthSettings.hard``) and write them to ``path`` (atomically)."""
     return write_parquet(generate(n, seed, SynthSettings.hard() if hard else None), Path(path))
+
+
+def cached(n: int, directory: str | Path, seed: int = 0, hard: bool = False) -> Path:
+    """``directory/synth_<n>_<seed>[_hard].parquet``, generated (``write``) unless already there:
+    the benchmarks' inputs, made once and reused."""
+    path = Path(directory) / f"synth_{n}_{seed}{'_hard' if hard else ''}.parquet"
+    return path if path.exists() else write(n, path, seed=seed, hard=hard)

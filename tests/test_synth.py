@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from dedup.synth import FIELDS, SynthSettings, cluster_sizes, generate, write
+from dedup.synth import FIELDS, SynthSettings, cached, cluster_sizes, generate, write
 
 
 def test_sizes_sum_to_n_and_stay_within_bounds() -> None:
@@ -65,3 +65,11 @@ def test_hard_mode_has_namesakes_households_and_transcription_noise() -> None:
         return int(pairs.filter(same & (pl.col("dob") != pl.col("dob_r"))).height)
 
     assert misread_pairs(hard) > misread_pairs(easy)
+
+
+def test_cached_inputs_are_generated_once(tmp_path) -> None:  # noqa: ANN001
+    first = cached(40, tmp_path, seed=2)
+    made = first.stat().st_mtime_ns
+    assert cached(40, tmp_path, seed=2) == first and first.stat().st_mtime_ns == made
+    assert first.name == "synth_40_2.parquet"
+    assert cached(40, tmp_path, seed=2, hard=True).name == "synth_40_2_hard.parquet"
