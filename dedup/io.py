@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -28,6 +28,7 @@ from dedup.normalise import normalise_fields
 from dedup.publish import run_dir
 
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 
 def _umask() -> int:
@@ -95,11 +96,16 @@ def read_rows(input_path: str | Path, config: DedupConfig, start: int = 0, stop:
     Served from ``load_input``'s cache when this process holds the whole input already."""
     cached = _cached_input(input_path, config)
     if cached is not None:
-        return cached[0].select(config_columns(config)).slice(start, None if stop is None else stop - start)
+        return _rows(cached[0].select(config_columns(config)), start, stop)
     path = check_input_file(input_path)
-    scan = scan_table(path).select(config_columns(config)).slice(start, None if stop is None else stop - start)
+    scan = _rows(scan_table(path).select(config_columns(config)), start, stop)
     where = f"{path} (rows {start:,} to {'the end' if stop is None else f'{stop:,}'})"
     return validate_records(scan.collect(), config, origin=where, whole=False)
+
+
+def _rows(frame: FrameT, start: int, stop: int | None) -> FrameT:
+    """Rows ``[start, stop)`` of an eager or lazy frame (``stop`` None: to the end)."""
+    return frame.slice(start, None if stop is None else stop - start)
 
 
 def read_normalised(
@@ -108,7 +114,7 @@ def read_normalised(
     """The normalised fields of rows ``[start, stop)`` (``read_rows``, then ``normalise_fields``)."""
     cached = _cached_input(input_path, config)
     if cached is not None:
-        return cached[1].slice(start, None if stop is None else stop - start)
+        return _rows(cached[1], start, stop)
     return normalise_fields(read_rows(input_path, config, start, stop), config)
 
 
@@ -161,10 +167,7 @@ def validate_records(
     table is a slice of an input checked whole before, so a field may be null in all its rows."""
     if table.height == 0 and whole:
         raise InputError(f"{origin}: the table has no rows")
-    needed = [config.id_column, *config.fields, *sorted(config.blocking_columns())]
-    if config.label_column:
-        needed.append(config.label_column)
-    missing = [c for c in dict.fromkeys(needed) if c not in table.columns]
+    missing = [c for c in config_columns(config) if c not in table.columns]
     if missing:
         raise InputError(
             f"{origin}: column(s) {', '.join(map(repr, missing))} named in the config are missing "
@@ -395,11 +398,8 @@ def copy_candidates(source: str | Path, dest: Path) -> Path:
     """``save_candidates``'s two files copied into ``dest`` (each written aside, then renamed),
     so a stage folder holds the candidates it used whoever found them."""
     source, target = Path(source), dest / "candidates.parquet"
-    dest.mkdir(parents=True, exist_ok=True)
     for src, dst in ((source.with_suffix(".json"), target.with_suffix(".json")), (source, target)):
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        _atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
     return target
 
 
@@ -407,7 +407,7 @@ def load_candidates(path: str | Path, start: int = 0, stop: int | None = None) -
     """Candidate pairs from ``save_candidates``'s file; rows ``[start, stop)`` only if given."""
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    frame = pl.scan_parquet(path).slice(start, None if stop is None else stop - start).collect()
+    frame = _rows(pl.scan_parquet(path), start, stop).collect()
     pairs = pairs_from_frame(frame, tuple(meta["pass_names"]))
     return CandidatePairs(pairs.left, pairs.right, pairs.pass_index, pairs.pass_names, tuple(meta["pass_counts"]))
 
