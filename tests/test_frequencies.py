@@ -40,3 +40,32 @@ def test_exact_agreement_is_the_chance_two_records_share_a_value() -> None:
     # values a, a, b, null: one agreeing pair out of the 3 pairs of non-null records
     assert exact_agreement(pl.Series(["a", "a", "b", None])) == pytest.approx(1 / 3)
     assert np.isclose(exact_agreement(pl.Series(["x", "y"])), 0.0)
+
+
+def test_a_code_split_by_a_hyphen_is_the_word_another_record_writes_whole() -> None:
+    # "KX-TCA92" normalises to "kx tca92"; another shop writes "KXTCA92"
+    table = words(
+        pl.Series(["panasonic kx tca92 headset", "panasonic headset kxtca92", "avr 1609 receiver", "avr1609"])
+    )
+    by_row = table.group_by("row").agg(pl.col("word").sort()).sort("row")
+    found = dict(zip(by_row["row"].to_list(), by_row["word"].to_list(), strict=True))
+    assert found[0] == ["headset", "kxtca92", "panasonic"]  # the parts give way to the joined word
+    assert found[2] == ["avr1609", "receiver"]
+
+
+def test_words_are_joined_only_into_words_someone_writes_and_never_number_to_number() -> None:
+    # no record writes "pc3" or "kxtca93"; "18 55" stays two numbers though "1855" is a word;
+    # a lone letter before a number ("w 4") or a number before anything is no code either
+    table = words(pl.Series(["kx tca93 pc 3", "18 55 w 4 2 8gb", "1855 w4 28gb"]))
+    by_row = table.group_by("row").agg(pl.col("word").sort()).sort("row")
+    found = dict(zip(by_row["row"].to_list(), by_row["word"].to_list(), strict=True))
+    assert found[0] == ["3", "kx", "pc", "tca93"]
+    assert found[1] == ["18", "2", "4", "55", "8", "8gb", "w"]
+
+
+def test_joined_words_let_two_spellings_of_a_model_number_agree() -> None:
+    catalogue = pl.Series(
+        ["panasonic hands free headset kxtca92", "panasonic kx tca92 headset", "panasonic kx tca94 headset"]
+    )
+    same, other = value_pair_similarity(catalogue[[0, 0]], catalogue[[1, 2]], count_words(catalogue))
+    assert same > 0.6 > other
