@@ -423,6 +423,20 @@ def add_embedding_passes(pairs: CandidatePairs, config: DedupConfig, vectors: np
     )
 
 
+def with_neighbours(rule_pairs: CandidatePairs, searched: CandidatePairs, config: DedupConfig) -> CandidatePairs:
+    """``rule_pairs`` plus the embedding passes' pairs of ``searched`` (the output of
+    ``add_embedding_passes`` over the same records, on a subset of those rule pairs): what
+    ``add_embedding_passes(rule_pairs, ...)`` gives, without searching the neighbours again."""
+    found = np.isin(searched.pass_index, [i for i, p in enumerate(config.passes) if isinstance(p, EmbeddingPass)])
+    return _first_pass(
+        np.concatenate([rule_pairs.left, searched.left[found]]),
+        np.concatenate([rule_pairs.right, searched.right[found]]),
+        np.concatenate([rule_pairs.pass_index, searched.pass_index[found]]),
+        rule_pairs.pass_names,
+        searched.pass_counts,  # every pass's own count: the rule passes' came with the sample
+    )
+
+
 def pairs_to_frame(pairs: CandidatePairs) -> pl.DataFrame:
     """Pairs as a small Arrow-friendly table (for passing between flow tasks)."""
     return pl.DataFrame({"left": pairs.left, "right": pairs.right, "pass_index": pairs.pass_index})

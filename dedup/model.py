@@ -20,7 +20,13 @@ import polars as pl
 import torch
 
 from dedup import __version__
-from dedup.blocking import CandidatePairs, add_embedding_passes, has_embedding_pass, record_vectors
+from dedup.blocking import (
+    CandidatePairs,
+    add_embedding_passes,
+    has_embedding_pass,
+    record_vectors,
+    with_neighbours,
+)
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig, EmbeddingPass, TrainingConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt_values
@@ -70,7 +76,7 @@ class DedupModel:
         torch.manual_seed(cfg.seed)
         self._total_records = normalised.height
         statistics = field_statistics(normalised, cfg)  # rarity over the whole input, before sampling
-        everyone, everyone_statistics = normalised, statistics
+        everyone, everyone_statistics, all_rule_pairs = normalised, statistics, pairs
         known_all = int(np.not_equal(labels, None).sum()) if labels is not None else 0
         sample = training_sample(pairs, normalised.height, settings.max_pairs, settings.random_pairs, rng)
         self._neighbour_share = 1.0  # share of the embedding passes' pairs training keeps
@@ -146,7 +152,13 @@ class DedupModel:
         self.encoder_, self.combiner_ = encoder, combiner
         # the final encoder's candidates over every record are what scoring this input needs:
         # kept (not saved with the model) so the score stage need not search the neighbours again
-        self.candidates_ = pairs if sample is None and has_embedding_pass(cfg) else None
+        self.candidates_ = None
+        if has_embedding_pass(cfg) and sample is None:
+            self.candidates_ = pairs
+        elif has_embedding_pass(cfg) and len(sample.rows) == everyone.height:
+            # the sample drew every record (up to ``random_pairs`` records it does): the last
+            # search saw them all, so its neighbours plus every rule pair are scoring's candidates
+            self.candidates_ = with_neighbours(all_rule_pairs, self._searched, cfg)
         return self
 
     def _combiner(self) -> Combiner:
@@ -160,6 +172,7 @@ class DedupModel:
     def _complete(self, rule_pairs: CandidatePairs, embeddings: FieldEmbeddings) -> CandidatePairs:
         """In training: the sample's candidates plus the embedding neighbours among its records."""
         pairs = self.candidates(rule_pairs, embeddings)
+        self._searched = pairs  # before the share is taken: what scoring would find (see ``fit``)
         share = self._neighbour_share
         if share >= 1.0:
             return pairs

@@ -103,11 +103,15 @@ def test_pair_ranges_and_edges_give_the_unpartitioned_scores_and_clusters(
     )
 
 
+@pytest.mark.parametrize("max_pairs", [None, 1000], ids=["all-pairs", "sampled-pairs-every-record"])
 def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_are_searched_once(
-    febrl1_file: Path, config: DedupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    febrl1_file: Path, config: DedupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_pairs: int | None
 ) -> None:
     raw = yaml.safe_load(FEBRL_YAML + TINY_TRAINING)
-    with_embedding = parse_config(yaml.safe_dump({**raw, "blocking": [["surname"], {"embedding": {"k": 3}}]}))
+    if max_pairs is not None:  # training samples the pairs, but draws every record (random_pairs >= N)
+        raw["training"] = {**raw.get("training", {}), "max_pairs": max_pairs}
+    blocking = [["surname"], ["given_name"], ["postcode"], {"embedding": {"k": 3}}]
+    with_embedding = parse_config(yaml.safe_dump({**raw, "blocking": blocking}))
     records, normalised = load_input(febrl1_file, with_embedding)
     rules = parts.block_part(febrl1_file, with_embedding, 0, 0, 1, tmp_path / "blocks")
     candidates = parts.merge_blocks(with_embedding, [rules], tmp_path)
@@ -127,6 +131,8 @@ def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_ar
     assert np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)
     assert np.array_equal(a.pass_index, b.pass_index) and a.pass_counts == b.pass_counts
     assert "embedding(k=3)" in a.pass_names and len(a) > len(load_candidates(candidates))
+    if max_pairs is not None:
+        assert len(load_candidates(candidates)) > max_pairs  # the model trained on a sample of them
 
 
 def test_block_encode_statistics_and_score_pieces_never_read_the_whole_table(
