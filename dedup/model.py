@@ -409,7 +409,8 @@ def random_non_candidates(
     if len(exclude):
         width = int(max(b.max(initial=0), exclude.right.max(initial=0), exclude.left.max(initial=0))) + 1
         lo, hi = np.minimum(exclude.left, exclude.right), np.maximum(exclude.left, exclude.right)
-        keep &= ~np.isin(a * width + b, lo * width + hi)
+        # a hash lookup (polars), not np.isin's sort of every candidate: 0.1 s, not 1.4 s, at 50k records
+        keep &= ~pl.Series(a * width + b).is_in(pl.Series(lo * width + hi).implode()).to_numpy()
     return a[keep], b[keep]
 
 

@@ -14,7 +14,7 @@ from dedup.blocking import CandidatePairs, block
 from dedup.config import DedupConfig, EmbeddingPass, FieldKind
 from dedup.errors import ModelError
 from dedup.frequencies import field_statistics
-from dedup.model import DedupModel, training_sample
+from dedup.model import DedupModel, random_non_candidates, training_sample
 from dedup.normalise import normalise_fields
 from dedup.scoring import compare_pairs, pair_similarities
 from tests.conftest import febrl_config
@@ -219,3 +219,18 @@ def test_a_config_with_an_embedding_pass_also_trains_on_a_bounded_sample(febrl1:
     same = truth[pairs.left] == truth[pairs.right]
     predicted = proba >= 0.5
     assert (predicted & same).sum() / predicted.sum() > 0.97 and (predicted & same).sum() / same.sum() > 0.97
+
+
+def test_random_pairs_standing_for_the_non_candidates_are_never_candidates() -> None:
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 300, 20_000)
+    right = rng.integers(0, 300, 20_000)
+    pairs = CandidatePairs(np.minimum(left, right), np.maximum(left, right), np.zeros(20_000, np.int16), ("p",))
+    a, b = random_non_candidates(np.arange(300), 5_000, pairs, rng)
+    candidates = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    drawn = list(zip(a.tolist(), b.tolist(), strict=True))
+    assert drawn and all(x < y for x, y in drawn)
+    assert not candidates.intersection(drawn)
+    # and nothing else is dropped: about the share of pairs that are not candidates survives
+    share = 1 - len(candidates) / (300 * 299 / 2)
+    assert abs(len(drawn) / 5_000 - share) < 0.05
