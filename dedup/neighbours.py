@@ -96,7 +96,7 @@ def _approximate(
     wanted = min(OVERSAMPLE * k + (1 if exclude_self else 0), len(base))
     reduced_queries = pca.apply(queries)
     lefts, rights = [], []
-    step = 8192  # queries per search and re-rank: their candidates gathered are step x 31 x dims floats
+    step = 8192  # queries per faiss search
     for start in range(0, len(queries), step):
         _, found = index.search(reduced_queries[start : start + step], wanted)  # -1 where fewer
         # re-ranked a few hundred queries at a time: their gathered candidates stay in the CPU's
