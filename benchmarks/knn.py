@@ -48,17 +48,18 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(CONFIG)
     source = cached(args.n, args.workdir)
-    _, normalised = load_input(source, config)
+    records, normalised = load_input(source, config)
     with limited(share()):
         if args.model:
             model = DedupModel.load(args.model, expect=config)
         else:
             clock = time.perf_counter()
-            small = normalised.sample(min(args.n, 100_000), seed=0)
+            rows = np.sort(np.random.default_rng(0).choice(args.n, size=min(args.n, 100_000), replace=False))
+            small = normalised[rows]
             from dedup.blocking import block
 
-            model = DedupModel(config).fit(small, block(small, config))
-            print(f"trained on 100k records in {time.perf_counter() - clock:.1f}s")
+            model = DedupModel(config).fit(small, block(records[rows], small, config))
+            print(f"trained on {len(rows):,} records in {time.perf_counter() - clock:.1f}s")
         clock = time.perf_counter()
         vectors = record_vectors(model.embed(normalised))
         print(f"embedded {args.n:,} records ({vectors.shape[1]} dims) in {time.perf_counter() - clock:.1f}s")
