@@ -103,8 +103,9 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig) -> FieldStat
         ids[field], freq[field] = value_frequencies(normalised[field])
         exact_u[field] = exact_agreement(normalised[field])
         if kind in TOKEN_KINDS:
-            vocabulary[field] = count_words(normalised[field])
-            tokens[field] = word_vectors(normalised[field], vocabulary[field])
+            found = words(normalised[field])  # once: the counts and the vectors read the same words
+            vocabulary[field] = count_words(normalised[field], found)
+            tokens[field] = word_vectors(normalised[field], vocabulary[field], found)
     return FieldStatistics(ids, freq, tokens, vocabulary, exact_u)
 
 
@@ -166,41 +167,50 @@ def words(values: pl.Series, known: pl.Series | None = None) -> pl.DataFrame:
 def _joined(split: pl.DataFrame, known: pl.Series) -> pl.DataFrame:
     """(row, word) with each two adjacent words that make a code or a compound ``known`` holds
     (see ``words``) replaced by their concatenation."""
-    joined = pl.col("word") + pl.col("word").shift(-1)
-    vocabulary = known.unique().implode()
-    joins = (
+    nxt = pl.col("word").shift(-1)
+    shaped = (
         (pl.col("row").shift(-1) == pl.col("row"))
         & pl.col("word").str.contains(r"^\p{L}+$")
         & (
-            ~pl.col("word").shift(-1).str.contains(r"^[\d.]+$")
-            | (pl.col("word").str.contains(r"^\p{L}{2,}$") & pl.col("word").shift(-1).str.contains(r"^\d{2,}$"))
+            ~nxt.str.contains(r"^[\d.]+$")
+            | (pl.col("word").str.contains(r"^\p{L}{2,}$") & nxt.str.contains(r"^\d{2,}$"))
         )
-        & joined.is_in(vocabulary)
     ).fill_null(False)
-    marked = split.with_columns(join=joins, word_joined=joined)
-    consumed = pl.col("join") | pl.col("join").shift(1).fill_null(False)
-    kept = marked.filter(~consumed).select("row", "word")
-    added = marked.filter(pl.col("join")).select("row", word=pl.col("word_joined"))
-    return pl.concat([kept, added])
+    indexed = split.with_row_index("at")
+    # the shape first, then a hash join with the known words: few rows get as far as the join
+    joins = (
+        indexed.select("at", "row", word=pl.col("word") + nxt, shaped=shaped)
+        .filter(pl.col("shaped"))
+        .select("at", "row", "word")
+        .join(pl.DataFrame({"word": known.unique()}), on="word", how="semi")
+    )
+    ends = pl.concat([joins["at"], joins["at"] + 1]).implode()
+    kept = indexed.filter(~pl.col("at").is_in(ends)).select("row", "word")
+    return pl.concat([kept, joins.select("row", "word")])
 
 
-def count_words(values: pl.Series) -> Vocabulary:
-    """Every word of a text column and the number of records holding it."""
-    counts = words(values).group_by("word").agg(pl.len().alias("df"))
+def count_words(values: pl.Series, found: pl.DataFrame | None = None) -> Vocabulary:
+    """Every word of a text column and the number of records holding it (``found``: the
+    column's ``words`` when they are known already)."""
+    counts = (words(values) if found is None else found).group_by("word").agg(pl.len().alias("df"))
     return Vocabulary(counts, max(values.len() - values.null_count(), 1))
 
 
-def word_vectors(values: pl.Series, vocabulary: Vocabulary | None = None) -> sp.csr_matrix:
+def word_vectors(
+    values: pl.Series, vocabulary: Vocabulary | None = None, found: pl.DataFrame | None = None
+) -> sp.csr_matrix:
     """Each value's distinct words weighted by log(N / records holding the word), unit length.
 
     A word found in every record weighs 0; a word found in two records weighs log(N/2). The
     dot product of two rows is their IDF-weighted word cosine. The weights come from
     ``vocabulary`` (the column's own counts when not given), so values that are not in the data
-    (synthetic duplicates) are weighed as the data would weigh them.
+    (synthetic duplicates) are weighed as the data would weigh them. ``found``: the values'
+    ``words`` when they are known already (the joins ``words`` makes by the values' own words
+    are the ones it makes by the vocabulary's: a join is made only into a word written alone).
     """
     vocabulary = vocabulary or count_words(values)
     n = values.len()
-    pairs = words(values, vocabulary.words["word"])
+    pairs = words(values, vocabulary.words["word"]) if found is None else found
     columns = pairs["word"].rank("dense").to_numpy().astype(np.int64) - 1 if pairs.height else np.empty(0, np.int64)
     weight = vocabulary.weights(pairs["word"])
     # words with digits are identifiers (model, house and part numbers, sizes): one differing

@@ -69,3 +69,15 @@ def test_joined_words_let_two_spellings_of_a_model_number_agree() -> None:
     )
     same, other = value_pair_similarity(catalogue[[0, 0]], catalogue[[1, 2]], count_words(catalogue))
     assert same > 0.6 > other
+
+
+def test_statistics_read_each_text_column_once_and_give_the_vectors_a_column_gives_alone() -> None:
+    from dedup.config import DedupConfig, FieldKind
+    from dedup.frequencies import field_statistics, word_vectors
+
+    values = pl.Series("title", ["kx tca92 headset", "kxtca92 headset", "instance based learning", "instance-based"])
+    normalised = pl.DataFrame({"title": values.str.replace("-", " ")})
+    config = DedupConfig(id_column="id", fields={"title": FieldKind.text})
+    matrix = field_statistics(normalised, config).tokens["title"]
+    alone = word_vectors(normalised["title"], count_words(normalised["title"]))
+    assert (matrix != alone).nnz == 0 and matrix.shape == alone.shape
