@@ -423,11 +423,16 @@ def add_embedding_passes(pairs: CandidatePairs, config: DedupConfig, vectors: np
     )
 
 
+def found_by_embedding(pairs: CandidatePairs, config: DedupConfig) -> np.ndarray:
+    """Which pairs an embedding pass brought (the first pass to find them)."""
+    return np.isin(pairs.pass_index, [i for i, p in enumerate(config.passes) if isinstance(p, EmbeddingPass)])
+
+
 def with_neighbours(rule_pairs: CandidatePairs, searched: CandidatePairs, config: DedupConfig) -> CandidatePairs:
     """``rule_pairs`` plus the embedding passes' pairs of ``searched`` (the output of
     ``add_embedding_passes`` over the same records, on a subset of those rule pairs): what
     ``add_embedding_passes(rule_pairs, ...)`` gives, without searching the neighbours again."""
-    found = np.isin(searched.pass_index, [i for i, p in enumerate(config.passes) if isinstance(p, EmbeddingPass)])
+    found = found_by_embedding(searched, config)
     return _first_pass(
         np.concatenate([rule_pairs.left, searched.left[found]]),
         np.concatenate([rule_pairs.right, searched.right[found]]),

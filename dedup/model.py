@@ -23,12 +23,13 @@ from dedup import __version__
 from dedup.blocking import (
     CandidatePairs,
     add_embedding_passes,
+    found_by_embedding,
     has_embedding_pass,
     record_vectors,
     with_neighbours,
 )
 from dedup.combiner import Combiner
-from dedup.config import DedupConfig, EmbeddingPass, TrainingConfig, config_to_yaml, parse_config
+from dedup.config import DedupConfig, TrainingConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt_values
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
@@ -178,7 +179,7 @@ class DedupModel:
             return pairs
         # training on a sample: the neighbours found stand for pair_weight pairs each, as the
         # sampled rule pairs do, so only their share is kept (a fixed draw per config seed)
-        found = np.isin(pairs.pass_index, [i for i, p in enumerate(self.config.passes) if isinstance(p, EmbeddingPass)])
+        found = found_by_embedding(pairs, self.config)
         keep = ~found | (np.random.default_rng(self.config.seed + 1).random(len(pairs)) < share)
         return CandidatePairs(
             pairs.left[keep], pairs.right[keep], pairs.pass_index[keep], pairs.pass_names, pairs.pass_counts
