@@ -15,6 +15,7 @@ returned: what blocking needs.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -89,7 +90,8 @@ def main() -> None:
         f"({len(left):,} pairs, {torch.get_num_threads()} threads); recall of the exact neighbours "
         f"{hits / total:.4f} on {len(best):,} random records (exact search for them: {exact_seconds:.1f}s); "
         f"of those exact "
-        f"neighbours that are true duplicates ({len(duplicates):,}) it found {found / max(len(duplicates), 1):.4f}"
+        f"neighbours that are true duplicates ({len(duplicates):,}) it found {found / max(len(duplicates), 1):.4f}; "
+        f"peak RSS of the process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB"
     )
 
 

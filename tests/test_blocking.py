@@ -83,6 +83,28 @@ def test_union_pairs_deduplicates_reversed_and_self_pairs() -> None:
     assert list(zip(pairs.left, pairs.right, strict=True)) == [(1, 2)]
 
 
+@pytest.mark.parametrize("offset", [0, 3_000_000_000], ids=["one-int64-key", "rows-too-large-for-one-key"])
+def test_union_of_many_passes_is_each_pair_once_with_its_earliest_pass(offset: int) -> None:
+    """Against a plain reference: distinct unordered pairs, the earliest pass that found each,
+    ordered by (left, right); each pass's count is its own distinct pairs."""
+    rng = np.random.default_rng(7)
+    per_pass = [(rng.integers(0, 300, n) + offset, rng.integers(0, 300, n) + offset) for n in (2000, 50, 3000, 0, 800)]
+    names = tuple(f"p{i}" for i in range(len(per_pass)))
+    pairs = union_pairs(per_pass, names)
+    earliest: dict[tuple[int, int], int] = {}
+    counts = []
+    for i, (a, b) in enumerate(per_pass):
+        own = {(min(x, y), max(x, y)) for x, y in zip(a.tolist(), b.tolist(), strict=True) if x != y}
+        counts.append(len(own))
+        for pair in own:
+            earliest.setdefault(pair, i)
+    expected = sorted(earliest.items())
+    assert [(int(a), int(b)) for a, b in zip(pairs.left, pairs.right, strict=True)] == [p for p, _ in expected]
+    assert pairs.pass_index.tolist() == [i for _, i in expected]
+    assert pairs.pass_counts == tuple(counts)
+    assert pairs.left.dtype == np.int64 and pairs.pass_index.dtype == np.int16
+
+
 TRUTH = np.array(["X", "X", "X", "Y", "Z", "Y"])  # a, b, c are one person; d and f another; e alone
 
 
