@@ -356,9 +356,14 @@ def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str,
 def _distinct(codes: np.ndarray) -> np.ndarray:
     """The sorted distinct values of an int64 array (sorted in place; runs sort fast)."""
     codes.sort(kind="stable")
-    keep = np.ones(len(codes), dtype=bool)
-    keep[1:] = codes[1:] != codes[:-1]
-    return codes[keep]
+    return codes[_run_starts(codes)]
+
+
+def _run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values in a sorted array begins."""
+    starts = np.ones(len(ordered), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    return starts
 
 
 def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
@@ -378,11 +383,7 @@ def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
         return CandidatePairs(left[first], right[first], pass_index[first], names, counts)
     key = (left.astype(np.int64) * width + right) * kinds + pass_index
     key.sort(kind="stable")  # timsort: the passes' pairs arrive as sorted runs
-    first = np.ones(len(key), dtype=bool)
-    code = key // kinds
-    first[1:] = code[1:] != code[:-1]
-    del code
-    pairs, passes = np.divmod(key[first], kinds)
+    pairs, passes = np.divmod(key[_run_starts(key // kinds)], kinds)
     return CandidatePairs(
         left=pairs // width,
         right=pairs % width,

@@ -99,7 +99,7 @@ def _approximate(
     step = 8192  # queries per faiss search
     # one buffer for every block's gathered candidates: a fresh 16 MB block per 256 queries sits
     # below glibc's adaptive mmap threshold, and the freed blocks fragmented the heap until a 1M-
-    # record search held 24 GB (400k records: 12.7 GB with fresh blocks, 1.8 GB with this buffer)
+    # record search held 24 GB (400k records: 12.7 GB with fresh blocks, 1.9 GB with this buffer)
     gathered = torch.empty((RERANK_STEP * wanted, base.shape[1]), dtype=torch.float32)
     base_t = torch.from_numpy(base)
     for start in range(0, len(queries), step):
