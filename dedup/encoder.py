@@ -211,6 +211,17 @@ def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: 
     return table[codes]
 
 
+def stack_field(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One field's ``(table, codes)`` pieces as one: tables stacked (later pieces drop their
+    zero row), codes shifted to match."""
+    offsets = np.cumsum([0] + [len(table) - 1 for table, _ in parts[:-1]])
+    table = np.concatenate([parts[0][0]] + [t[1:] for t, _ in parts[1:]])
+    codes = np.concatenate(
+        [np.where(c > 0, c + o, 0).astype(np.int32) for (_, c), o in zip(parts, offsets, strict=True)]
+    )
+    return table, codes
+
+
 class FieldEmbeddings:
     """Cached embeddings of every record, per field, stored once per distinct value.
 
@@ -236,18 +247,8 @@ class FieldEmbeddings:
     def concat(cls, parts: list[FieldEmbeddings]) -> FieldEmbeddings:
         """The records of ``parts`` one after another: tables stacked (later parts drop their
         zero row), codes shifted to match."""
-        fields = parts[0].fields
-        tables, codes = {}, {}
-        for f in fields:
-            offsets = np.cumsum([0] + [len(p.tables[f]) - 1 for p in parts[:-1]])
-            tables[f] = np.concatenate([parts[0].tables[f]] + [p.tables[f][1:] for p in parts[1:]])
-            codes[f] = np.concatenate(
-                [
-                    np.where(p.codes[f] > 0, p.codes[f] + o, 0).astype(np.int32)
-                    for p, o in zip(parts, offsets, strict=True)
-                ]
-            )
-        return cls(tables, codes)
+        stacked = {f: stack_field([(p.tables[f], p.codes[f]) for p in parts]) for f in parts[0].fields}
+        return cls({f: t for f, (t, _) in stacked.items()}, {f: c for f, (_, c) in stacked.items()})
 
     def take(self, rows: np.ndarray) -> FieldEmbeddings:
         """The records at ``rows`` (the tables are shared, not copied)."""

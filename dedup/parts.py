@@ -34,7 +34,7 @@ from dedup.blocking import (
 )
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig
-from dedup.encoder import FieldEmbeddings
+from dedup.encoder import FieldEmbeddings, stack_field
 from dedup.evaluation import train_labels
 from dedup.frequencies import FieldStatistics, field_statistics
 from dedup.io import (
@@ -196,17 +196,19 @@ def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:
 
 
 def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddings:
-    """Join the encode pieces (in record order) into one ``FieldEmbeddings``."""
-    pieces = []
-    for path in sorted(map(Path, paths)):
-        with np.load(path, allow_pickle=False) as part:
-            pieces.append(
-                FieldEmbeddings(
-                    {f: part[f"table.{j}"] for j, f in enumerate(fields)},
-                    {f: part[f"codes.{j}"] for j, f in enumerate(fields)},
-                )
-            )
-    return FieldEmbeddings.concat(pieces)
+    """Join the encode pieces (in record order) into one ``FieldEmbeddings``.
+
+    Field by field: only one field's pieces are in memory beside the result (all pieces
+    at once, then stacked, was twice the tables: 1.7 GB for 1M people's 0.86 GB)."""
+    files = [np.load(path, allow_pickle=False) for path in sorted(map(Path, paths))]
+    try:
+        tables, codes = {}, {}
+        for j, f in enumerate(fields):
+            tables[f], codes[f] = stack_field([(part[f"table.{j}"], part[f"codes.{j}"]) for part in files])
+        return FieldEmbeddings(tables, codes)
+    finally:
+        for part in files:
+            part.close()
 
 
 def save_embeddings(embeddings: FieldEmbeddings, target: Path) -> Path:

@@ -23,6 +23,7 @@ from dedup.frequencies import FieldStatistics, token_similarity
 from dedup.progress import progress
 
 PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
+SCORE_CHUNK = 1 << 18  # pairs weighed at a time: the evidence and the combiner's arrays for them
 
 
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
@@ -102,21 +103,33 @@ def score_pairs(
     (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that records
     identical on every field are floored at 30 bits.
     """
-    start = time.perf_counter()
-    evidence = compare_pairs(embeddings, statistics, pairs.left, pairs.right)
-    if timings is not None:
-        timings["similarities"] = round(time.perf_counter() - start, 4)
-    contributions, match_weight, probability = combiner.score(evidence)
     fields = embeddings.fields
+    n, width = len(pairs), len(fields)
+    sims = np.empty((n, width), np.float32)
+    tokens = np.empty((n, width), np.float32)
+    contributions = np.empty((n, width), np.float32)
+    match_weight = np.empty(n, np.float64)
+    probability = np.empty(n, np.float32)
+    seconds = 0.0
+    # a chunk at a time: the combiner's float64 intermediates for 2M pairs were ~1 GB at once
+    for begin in range(0, max(n, 1), SCORE_CHUNK):
+        at = slice(begin, begin + SCORE_CHUNK)
+        clock = time.perf_counter()
+        evidence = compare_pairs(embeddings, statistics, pairs.left[at], pairs.right[at])
+        seconds += time.perf_counter() - clock
+        sims[at], tokens[at] = evidence.sims, evidence.tokens
+        contributions[at], match_weight[at], probability[at] = combiner.score(evidence)
+    if timings is not None:
+        timings["similarities"] = round(seconds, 4)
     frame = pl.DataFrame(
         {
             f"{id_col}_l": ids.gather(pairs.left),
             f"{id_col}_r": ids.gather(pairs.right),
             "match_probability": probability,
             "match_weight": match_weight.astype(np.float32),
-            **{f"sim_{f}": pl.Series(evidence.sims[:, j]).fill_nan(None) for j, f in enumerate(fields)},
+            **{f"sim_{f}": pl.Series(sims[:, j]).fill_nan(None) for j, f in enumerate(fields)},
             **{
-                f"tok_{f}": pl.Series(evidence.tokens[:, j]).fill_nan(None)
+                f"tok_{f}": pl.Series(tokens[:, j]).fill_nan(None)
                 for j, f in enumerate(fields)
                 if f in statistics.tokens
             },

@@ -234,3 +234,28 @@ def test_random_pairs_standing_for_the_non_candidates_are_never_candidates() -> 
     # and nothing else is dropped: about the share of pairs that are not candidates survives
     share = 1 - len(candidates) / (300 * 299 / 2)
     assert abs(len(drawn) / 5_000 - share) < 0.05
+
+
+def test_pairs_are_weighed_a_chunk_at_a_time_with_the_same_result(
+    trained, febrl1: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``score_pairs`` weighs pairs in chunks (memory at 1M: a 2M-pair piece's float64
+    intermediates at once were ~1 GB); the table must not depend on where the chunks end."""
+    import dedup.scoring as scoring
+
+    model, normalised, pairs = trained
+    args = (
+        "rec_id",
+        model.combiner_,
+        febrl1["rec_id"],
+        model.embed(normalised),
+        field_statistics(normalised, model.config),
+        pairs,
+    )
+    whole = scoring.score_pairs(*args)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK", 37)  # many chunks, the last one short
+    assert len(pairs) > 10 * 37 and len(pairs) % 37
+    chunked = scoring.score_pairs(*args)
+    assert chunked.equals(whole)
+    empty = CandidatePairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int16), pairs.pass_names)
+    assert scoring.score_pairs(*args[:-1], empty).columns == whole.columns
