@@ -67,7 +67,7 @@ def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
         rows.append(int(found[0]))
     pair = clusters[rows]
     # rarity is a property of the whole input (clusters.parquet holds every input row)
-    statistics = field_statistics(normalise_fields(clusters, config), config).take(np.asarray(rows))
+    statistics = field_statistics(normalise_fields(clusters, config), config, rows=np.asarray(rows))
     embeddings = model.embed(normalise_fields(pair, config))
     evidence = compare_pairs(embeddings, statistics, np.array([0]), np.array([1]))
     sims = evidence.sims

@@ -96,16 +96,25 @@ class FieldStatistics:
         return cls(ids, freq, tokens)
 
 
-def field_statistics(normalised: pl.DataFrame, config: DedupConfig) -> FieldStatistics:
-    """Value ids and frequencies for every field, word vectors for text fields."""
+def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.ndarray | None = None) -> FieldStatistics:
+    """Value ids and frequencies for every field, word vectors for text fields.
+
+    ``rows``: the statistics of these records only (in that order), their values' and words'
+    rarity still counted over every record: what scoring a few records' pairs needs (``dedup
+    update``, ``dedup explain``), without ranking every value and building every word vector.
+    """
     ids, freq, tokens, vocabulary, exact_u = {}, {}, {}, {}, {}
     for field, kind in config.fields.items():
-        ids[field], freq[field] = value_frequencies(normalised[field])
-        exact_u[field] = exact_agreement(normalised[field])
+        values = normalised[field]
+        ids[field], counts, held = value_counts(values, rows)
+        freq[field] = np.maximum(counts - 1.0, 0.0) / max(held.sum() - 1.0, 1.0)
+        exact_u[field] = float((held * (held - 1.0)).sum() / max(held.sum() * (held.sum() - 1.0), 1.0))
         if kind in TOKEN_KINDS:
-            found = words(normalised[field])  # once: the counts and the vectors read the same words
-            vocabulary[field] = count_words(normalised[field], found)
-            tokens[field] = word_vectors(normalised[field], vocabulary[field], found)
+            found = words(values)  # once: the counts and the vectors read the same words
+            vocabulary[field] = count_words(values, found)
+            if rows is not None:
+                values, found = values.gather(rows), _words_of_rows(found, rows)
+            tokens[field] = word_vectors(values, vocabulary[field], found)
     return FieldStatistics(ids, freq, tokens, vocabulary, exact_u)
 
 
@@ -123,11 +132,32 @@ def value_frequencies(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     That is the u of an exact agreement on the value (two records drawn *without* replacement:
     with replacement, a record agreeing with itself would add 1/N to every value).
     """
-    ids = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
-    counts = np.bincount(ids, minlength=1).astype(np.float64)
-    counts[0] = 0.0
-    present = counts.sum()
-    return ids, np.maximum(counts - 1.0, 0.0) / max(present - 1.0, 1.0)
+    ids, counts, held = value_counts(values)
+    return ids, np.maximum(counts - 1.0, 0.0) / max(held.sum() - 1.0, 1.0)
+
+
+def value_counts(values: pl.Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense value ids of ``rows`` (every record by default; 1-based in sorted order, 0 for
+    null), each id's count among all records (float64, index 0 = 0), and the count of every
+    distinct non-null value (for ``exact_agreement``'s sum)."""
+    if rows is None:
+        ids = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
+        counts = np.bincount(ids, minlength=1).astype(np.float64)
+        counts[0] = 0.0
+        return ids, counts, counts[1:]
+    every = values.drop_nulls().alias("value").value_counts(name="count")
+    chosen = values.gather(rows)
+    held = pl.DataFrame({"value": chosen.drop_nulls().unique().sort()})
+    held = held.join(every, on="value", how="left", maintain_order="left")
+    ids = chosen.rank("dense").fill_null(0).to_numpy().astype(np.int32)
+    counts = np.concatenate([[0.0], held["count"].cast(pl.Float64).to_numpy()])
+    return ids, counts, every["count"].cast(pl.Float64).to_numpy()
+
+
+def _words_of_rows(found: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
+    """``words``' (row, word) pairs of ``rows`` only, each row renumbered to its place in ``rows``."""
+    place = pl.DataFrame({"row": rows, "place": np.arange(len(rows))}, schema_overrides={"row": found["row"].dtype})
+    return found.join(place, on="row", maintain_order="left").select(pl.col("place").alias("row"), "word")
 
 
 def words(values: pl.Series, known: pl.Series | None = None) -> pl.DataFrame:

@@ -148,8 +148,7 @@ def _update(
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed)
     clock["block"] = _lap(start, clock)
-    statistics = field_statistics(normalised, config)
-    scored = score_pairs(id_col, model.combiner_, records[id_col], embeddings, statistics, pairs)
+    scored = _score(model, normalised, records[id_col], embeddings, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
     all_pairs = pl.concat([kept, scored.select(kept.columns)], how="vertical_relaxed")
@@ -344,6 +343,22 @@ def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.DataFrame
         pl.scan_parquet(master / "pairs.parquet")
         .filter(pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids))
         .collect()
+    )
+
+
+def _score(
+    model: DedupModel, normalised: pl.DataFrame, ids: pl.Series, embeddings: FieldEmbeddings, pairs: CandidatePairs
+) -> pl.DataFrame:
+    """The pairs scored like a run's, from the statistics of the records they hold only (their
+    rarity counted over every record): a few changed records' pairs need no word vector of
+    the million others."""
+    rows = np.unique(np.concatenate([pairs.left, pairs.right]))
+    local = CandidatePairs(
+        np.searchsorted(rows, pairs.left), np.searchsorted(rows, pairs.right), pairs.pass_index, pairs.pass_names
+    )
+    statistics = field_statistics(normalised, model.config, rows=rows)
+    return score_pairs(
+        model.config.id_column, model.combiner_, ids.gather(rows), embeddings.take(rows), statistics, local
     )
 
 

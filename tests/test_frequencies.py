@@ -81,3 +81,32 @@ def test_statistics_read_each_text_column_once_and_give_the_vectors_a_column_giv
     matrix = field_statistics(normalised, config).tokens["title"]
     alone = word_vectors(normalised["title"], count_words(normalised["title"]))
     assert (matrix != alone).nnz == 0 and matrix.shape == alone.shape
+
+
+def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> None:
+    """``dedup update`` and ``dedup explain`` score a few records' pairs: their statistics are
+    built for those rows only, with rarity still counted over every record."""
+    from dedup.config import DedupConfig, FieldKind
+    from dedup.frequencies import field_statistics, token_similarity
+
+    rng = np.random.default_rng(4)
+    words_ = np.array(["acme", "32gb", "usb", "drive", "pro", "64 gb", "ultra", "kx", "tca92"])
+    titles = [" ".join(rng.choice(words_, size=rng.integers(1, 5))) for _ in range(300)]
+    names = rng.choice(["ann", "bob", "cy", None], size=300).tolist()
+    # a field named like polars' count column, and values held by rows outside the subset
+    normalised = pl.DataFrame({"count": names, "title": titles})
+    config = DedupConfig(id_column="id", fields={"count": FieldKind.name, "title": FieldKind.text})
+    everyone = field_statistics(normalised, config)
+    rows = np.array([5, 17, 17, 120, 299, 0])  # a row twice: ``explain`` of a record with itself
+    some = field_statistics(normalised, config, rows=rows)
+    for f in config.fields:
+        full_ids, part_ids = everyone.value_ids[f][rows], some.value_ids[f]
+        assert np.array_equal(full_ids[:, None] == full_ids[None, :], part_ids[:, None] == part_ids[None, :])
+        assert np.array_equal((full_ids == 0), (part_ids == 0))
+        assert np.allclose(everyone.frequency[f][full_ids], some.frequency[f][part_ids])
+        assert some.exact_u[f] == pytest.approx(everyone.exact_u[f])
+    left, right = np.repeat(np.arange(len(rows)), len(rows)), np.tile(np.arange(len(rows)), len(rows))
+    part = token_similarity(some.tokens["title"], left, right)
+    full = token_similarity(everyone.tokens["title"], rows[left], rows[right])
+    assert np.allclose(part, full, atol=1e-6, equal_nan=True)
+    assert some.tokens["title"].shape[0] == len(rows)
