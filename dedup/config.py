@@ -205,6 +205,11 @@ class ClusteringConfig(BaseModel):
         return ladder
 
 
+def is_column_pattern(name: str) -> bool:
+    """Whether polars reads ``name`` as a pattern, not a column: ``*``, or ``^...$``."""
+    return name == "*" or (name.startswith("^") and name.endswith("$"))
+
+
 class DedupConfig(BaseModel):
     """Everything that describes one dedup job."""
 
@@ -254,10 +259,15 @@ class DedupConfig(BaseModel):
     def _keys_name_known_columns(self) -> DedupConfig:
         if self.id_column in self.fields:
             raise ValueError(f"id column {self.id_column!r} cannot also be a field")
-        for column in [self.id_column, *self.fields, self.label_column or ""]:
+        for column in [self.id_column, *self.fields, self.label_column or "", *sorted(self.blocking_columns())]:
             if "\x00" in column:
                 # Arrow's C interface passes column names as C strings, which end at NUL
                 raise ValueError(f"column name {column!r} contains a NUL character, which Arrow cannot carry")
+            if is_column_pattern(column):
+                raise ValueError(
+                    f"column name {column!r} is a pattern to polars ('*' is every column, '^...$' a regular "
+                    "expression); rename the column"
+                )
         return self
 
     @property

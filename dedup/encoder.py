@@ -213,7 +213,9 @@ def encode_field(encoder: SiameseEncoder, values: pl.Series, field: str, chunk: 
 
 def stack_field(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """One field's ``(table, codes)`` pieces as one: tables stacked (later pieces drop their
-    zero row), codes shifted to match."""
+    zero row), codes shifted to match. One piece is returned as it is, not copied."""
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1].astype(np.int32, copy=False)
     offsets = np.cumsum([0] + [len(table) - 1 for table, _ in parts[:-1]])
     table = np.concatenate([parts[0][0]] + [t[1:] for t, _ in parts[1:]])
     codes = np.concatenate(

@@ -40,5 +40,15 @@ def normalise_expr(column: str, kind: FieldKind) -> pl.Expr:
 
 
 def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
-    """One normalised string column per configured field, in input row order."""
-    return records.select(normalise_expr(f, kind) for f, kind in config.fields.items())
+    """One normalised string column per configured field, in input row order.
+
+    Each distinct value is normalised once and joined back: names, dates and cities repeat,
+    and the chain of string operations costs more than the join (1M generated people: 3.3 s
+    -> 1.5 s, the same table)."""
+    columns = []
+    for f, kind in config.fields.items():
+        values = records.get_column(f).cast(pl.String).alias("value").to_frame().lazy()  # any name, even "*"
+        table = values.unique().with_columns(normalise_expr("value", kind).alias("normalised"))
+        joined = values.join(table, on="value", how="left", maintain_order="left", nulls_equal=True)
+        columns.append(joined.select(pl.col("normalised").alias(f)))
+    return pl.concat(pl.collect_all(columns), how="horizontal") if columns else records.select()

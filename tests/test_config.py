@@ -51,6 +51,14 @@ def test_yaml_round_trip_is_exact() -> None:
     assert parse_config(config_to_yaml(config)) == config
 
 
+@pytest.mark.parametrize("name", ["*", "^ci.*$"])
+def test_a_column_name_polars_reads_as_a_pattern_is_refused_by_name(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"is a pattern to polars"):
+        parse_config(GOOD.replace("city: text", f'"{name}": text'))
+    with pytest.raises(ConfigError, match=r"is a pattern to polars"):
+        parse_config(GOOD.replace("id_column: unique_id", f'id_column: "{name}"'))
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
