@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,8 @@ def _update(
     normalised = normalise_fields(records, config)
     clock["read"] = _lap(start)
 
-    embeddings = _embeddings(master, model, normalised, changed, before, config.field_names)
+    published = _embeddings(master, model, normalised, changed, before, inputs.height)
+    embeddings = published.records
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed)
     clock["block"] = _lap(start, clock)
@@ -176,7 +178,7 @@ def _update(
     report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
-    _publish(output, model_dir, clusters, all_pairs, changes, embeddings, report, config)
+    _publish(output, model_dir, clusters, all_pairs, changes, published, report, config)
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -276,24 +278,40 @@ def _merge(
 
 
 # ---- 2. candidates --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Embeddings:
+    """Every record's embeddings, and how to publish them: the master's files to link into the
+    new result as they are (when the update only adds records), then the rows to write."""
+
+    records: FieldEmbeddings
+    pieces: list[Path]  # the master's embedding files, linked: neither copied nor rewritten
+    written: FieldEmbeddings  # the rows written to a file of their own, starting at row ``start``
+    start: int = 0
+
+
 def _embeddings(
     master: Path,
     model: DedupModel,
     normalised: pl.DataFrame,
     changed: np.ndarray,
     before: pl.DataFrame,
-    fields: list[str],
-) -> FieldEmbeddings:
+    master_count: int,
+) -> Embeddings:
     """Every record's embeddings: the master's published ones for unchanged rows, the model's
     for changed rows (all rows when the master has none, e.g. it was written by an older version)."""
     pieces = sorted((master / "embeddings").glob("embeddings-*.npz"))
     if not pieces:
-        return model.embed(normalised)
+        everyone = model.embed(normalised)
+        return Embeddings(everyone, [], everyone)
     master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
-    unchanged = load_embeddings(pieces, fields).take(master_rows)
-    stacked = FieldEmbeddings.concat([unchanged, model.embed(normalised.filter(pl.Series(changed)))])
+    unchanged = load_embeddings(pieces, model.config.field_names).take(master_rows)
+    fresh = model.embed(normalised.filter(pl.Series(changed)))
+    stacked = FieldEmbeddings.concat([unchanged, fresh])
+    if np.array_equal(master_rows, np.arange(master_count)):  # records only added, after the master's
+        return Embeddings(stacked, pieces, fresh, master_count)
     order = np.concatenate([np.flatnonzero(~changed), np.flatnonzero(changed)])  # record of each stacked row
-    return stacked.take(np.argsort(order))
+    everyone = stacked.take(np.argsort(order))
+    return Embeddings(everyone, [], everyone)
 
 
 def _candidates(
@@ -495,7 +513,7 @@ def _publish(
     clusters: pl.DataFrame,
     pairs: pl.DataFrame,
     changes: pl.DataFrame,
-    embeddings: FieldEmbeddings,
+    embeddings: Embeddings,
     report: dict[str, Any],
     config,
 ) -> None:
@@ -506,7 +524,12 @@ def _publish(
         write_parquet(pairs, generation / "pairs.parquet")
         write_parquet(clusters, generation / "clusters.parquet")
         write_parquet(changes, generation / "changes.parquet")
-        save_embeddings(embeddings, generation / "embeddings" / "embeddings-000000000000.npz")
+        folder = generation / "embeddings"
+        folder.mkdir(parents=True)
+        for piece in embeddings.pieces:  # only records were added: the master's files as they are
+            place(piece, folder / piece.name, keep_source=True)
+        if len(embeddings.written.codes[config.field_names[0]]):
+            save_embeddings(embeddings.written, folder / f"embeddings-{embeddings.start:012d}.npz")
         write_charts(generation, config)
         report["model_fingerprint"] = model_fingerprint(generation / "model")
         report["run"] = generation.name

@@ -16,6 +16,10 @@ import pytest
 from dedup.cli import main
 from dedup.config import DedupConfig
 from dedup.evaluation import cluster_metrics
+from dedup.model import DedupModel
+from dedup.normalise import normalise_fields
+from dedup.parts import load_embeddings
+from dedup.publish import run_dir
 from dedup.pipeline import run
 from dedup.update import stable_cluster_ids, update
 
@@ -109,6 +113,36 @@ def test_corrections_and_deletions(master: dict, tmp_path: Path) -> None:
     reasons = dict(zip(listed["rec_id"].to_list(), listed["reason"].cast(pl.String).to_list(), strict=True))
     assert reasons[drop] == "deleted" and reasons[other["rec_id"]] == "merged"
     assert report["update"]["deleted_records"] == 1 and report["update"]["corrected_records"] == 1
+
+
+def _published_embeddings(out: Path) -> tuple[list[Path], dict[str, np.ndarray]]:
+    """The embedding files of a result and every record's vectors they hold, per field."""
+    files = sorted((run_dir(out) / "embeddings").glob("embeddings-*.npz"))
+    config = DedupModel.load(out / "model").config
+    loaded = load_embeddings(files, config.field_names)
+    return files, {f: loaded.dense(f) for f in config.field_names}
+
+
+def test_an_update_that_only_adds_records_links_the_masters_embeddings(master: dict, tmp_path: Path) -> None:
+    """The cost of new records: the master's embedding files are linked into the new result,
+    only the added records' embeddings are written; a correction rewrites them whole."""
+    masters, _ = _published_embeddings(master["root"] / "master")
+    update(master["first"], master["root"] / "master", tmp_path / "out")
+    files, vectors = _published_embeddings(tmp_path / "out")
+    assert len(files) == len(masters) + 1 and files[-1].name == "embeddings-000000003000.npz"
+    assert all(os.path.samefile(a, b) for a, b in zip(masters, files, strict=False))
+    model = DedupModel.load(tmp_path / "out" / "model")
+    records = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
+    fresh = model.embed(normalise_fields(records, model.config))  # what a full run would publish
+    assert all(np.array_equal(vectors[f], fresh.dense(f)) for f in model.config.field_names)
+    # a correction changes a master row: the files are written anew, in one piece
+    corrected = FEBRL3.head(1).with_columns(pl.lit("someone else").alias("surname"))
+    corrected.write_parquet(tmp_path / "correction.parquet")
+    update(tmp_path / "correction.parquet", tmp_path / "out")
+    files, vectors = _published_embeddings(tmp_path / "out")
+    assert [f.name for f in files] == ["embeddings-000000000000.npz"]
+    assert not np.array_equal(vectors["surname"][0], fresh.dense("surname")[0])
+    assert all(np.array_equal(vectors[f][1:], fresh.dense(f)[1:]) for f in model.config.field_names)
 
 
 def test_bad_change_files_are_one_line(master: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
