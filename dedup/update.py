@@ -42,7 +42,7 @@ from dedup.blocking import (
 )
 from dedup.charts import write_charts
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums, input_renames
-from dedup.encoder import FieldEmbeddings
+from dedup.encoder import FieldEmbeddings, stack_field
 from dedup.errors import InputError
 from dedup.explain import model_path
 from dedup.fingerprint import file_digest, model_fingerprint
@@ -57,6 +57,7 @@ from dedup.io import (
     validate_records,
     write_json,
     write_parquet,
+    write_parquet_lazy,
 )
 from dedup.lock import output_lock
 from dedup.model import DedupModel
@@ -153,11 +154,15 @@ def _update(
     scored = _score(model, normalised, records[id_col], embeddings, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
-    all_pairs = pl.concat([kept, scored.select(kept.columns)], how="vertical_relaxed")
+    # streamed: the kept pairs (5.3M rows at 1M records) are read for their ends and written
+    # from the master's file, never held whole
+    all_pairs = pl.concat([kept, scored.lazy().select(kept.collect_schema().names())], how="vertical_relaxed")
+    ends = all_pairs.select(f"{id_col}_l", f"{id_col}_r", "match_probability", "is_match").collect()
+    counted = {"pairs": ends.height, "matches": int(ends["is_match"].sum()), "kept": ends.height - scored.height}
     clock["score"] = _lap(start, clock)
 
     position = pl.DataFrame({id_col: records[id_col], "_row": pl.int_range(records.height, eager=True)})
-    ends = all_pairs.select(f"{id_col}_l", f"{id_col}_r", "match_probability")
+    ends = ends.select(f"{id_col}_l", f"{id_col}_r", "match_probability")
     ends = ends.join(position.rename({id_col: f"{id_col}_l", "_row": "l"}), on=f"{id_col}_l")
     ends = ends.join(position.rename({id_col: f"{id_col}_r", "_row": "r"}), on=f"{id_col}_r")
     left, right = ends["l"].to_numpy(), ends["r"].to_numpy()
@@ -171,9 +176,7 @@ def _update(
     clock["cluster"] = _lap(start, clock)
 
     corrected = int(before["corrected"].sum())
-    report = _report(
-        report_before, config, records, clusters, all_pairs, len(pairs), kept.height, changes, corrected, clock
-    )
+    report = _report(report_before, config, records, clusters, counted, len(pairs), changes, corrected, clock)
     report["updated_from"] = {"output": str(previous), "run": report_before.get("run")}
     report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
     report["input"] = str(changes_path)
@@ -187,7 +190,7 @@ def _update(
         report["update"]["deleted_records"],
         report["counts"]["clusters"],
         len(pairs),
-        kept.height,
+        counted["kept"],
     )
     return report
 
@@ -304,9 +307,14 @@ def _embeddings(
         everyone = model.embed(normalised)
         return Embeddings(everyone, [], everyone)
     master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
-    unchanged = load_embeddings(pieces, model.config.field_names).take(master_rows)
     fresh = model.embed(normalised.filter(pl.Series(changed)))
-    stacked = FieldEmbeddings.concat([unchanged, fresh])
+    loaded = load_embeddings(pieces, model.config.field_names)
+    tables, codes = {}, {}
+    for f in model.config.field_names:  # each master table let go once stacked: one field's copy at a time
+        part = (loaded.tables.pop(f), loaded.codes.pop(f)[master_rows])
+        tables[f], codes[f] = stack_field([part, (fresh.tables[f], fresh.codes[f])])
+        del part
+    stacked = FieldEmbeddings(tables, codes)
     if np.array_equal(master_rows, np.arange(master_count)):  # records only added, after the master's
         return Embeddings(stacked, pieces, fresh, master_count)
     order = np.concatenate([np.flatnonzero(~changed), np.flatnonzero(changed)])  # record of each stacked row
@@ -354,13 +362,11 @@ def _embedding_neighbours(embeddings: FieldEmbeddings, changed_rows: np.ndarray,
     return left[keep], right[keep]
 
 
-def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.DataFrame:
-    """The master's scored pairs between records that did not change (streamed filter)."""
+def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.LazyFrame:
+    """The master's scored pairs between records that did not change (a lazy, streamed filter)."""
     ids = unchanged.implode()
-    return (
-        pl.scan_parquet(master / "pairs.parquet")
-        .filter(pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids))
-        .collect()
+    return pl.scan_parquet(master / "pairs.parquet").filter(
+        pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids)
     )
 
 
@@ -479,9 +485,8 @@ def _report(
     config,
     records: pl.DataFrame,
     clusters: pl.DataFrame,
-    pairs: pl.DataFrame,
+    counted: dict[str, int],
     scored: int,
-    kept: int,
     changes: pl.DataFrame,
     corrected: int,
     clock: dict[str, float],
@@ -489,14 +494,14 @@ def _report(
     reasons = changes["reason"].cast(pl.String).value_counts()
     by_reason = dict(zip(reasons["reason"].to_list(), reasons["count"].to_list(), strict=True))
     return {
-        "counts": result_counts(records.height, pairs.height, int(pairs["is_match"].sum()), clusters),
+        "counts": result_counts(records.height, counted["pairs"], counted["matches"], clusters),
         "update": {
             "records_before": before["counts"]["records"],
             "new_records": by_reason.get("new", 0) + by_reason.get("joined", 0),
             "corrected_records": corrected,
             "deleted_records": by_reason.get("deleted", 0),
             "pairs_scored": scored,
-            "pairs_kept": kept,
+            "pairs_kept": counted["kept"],
             "changes": {reason: by_reason.get(reason, 0) for reason in REASONS},
         },
         "threshold": config.threshold,
@@ -511,7 +516,7 @@ def _publish(
     output: Path,
     model_dir: Path,
     clusters: pl.DataFrame,
-    pairs: pl.DataFrame,
+    pairs: pl.LazyFrame,
     changes: pl.DataFrame,
     embeddings: Embeddings,
     report: dict[str, Any],
@@ -521,7 +526,7 @@ def _publish(
 
     def build(generation: Path) -> None:
         place(model_dir, generation / "model", keep_source=True)  # linked, not copied
-        write_parquet(pairs, generation / "pairs.parquet")
+        write_parquet_lazy(pairs, generation / "pairs.parquet")
         write_parquet(clusters, generation / "clusters.parquet")
         write_parquet(changes, generation / "changes.parquet")
         folder = generation / "embeddings"
