@@ -19,8 +19,8 @@ from dedup.evaluation import cluster_metrics
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.parts import load_embeddings
-from dedup.publish import run_dir
 from dedup.pipeline import run
+from dedup.publish import run_dir
 from dedup.update import stable_cluster_ids, update
 
 ROOT = Path(__file__).resolve().parents[1]
