@@ -245,13 +245,6 @@ class FieldEmbeddings:
             codes[f] = np.where(nulls[f], 0, np.arange(1, len(vec) + 1)).astype(np.int32)
         return cls(tables, codes)
 
-    @classmethod
-    def concat(cls, parts: list[FieldEmbeddings]) -> FieldEmbeddings:
-        """The records of ``parts`` one after another: tables stacked (later parts drop their
-        zero row), codes shifted to match."""
-        stacked = {f: stack_field([(p.tables[f], p.codes[f]) for p in parts]) for f in parts[0].fields}
-        return cls({f: t for f, (t, _) in stacked.items()}, {f: c for f, (_, c) in stacked.items()})
-
     def take(self, rows: np.ndarray) -> FieldEmbeddings:
         """The records at ``rows`` (the tables are shared, not copied)."""
         return FieldEmbeddings(self.tables, {f: c[rows] for f, c in self.codes.items()})
