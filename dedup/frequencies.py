@@ -107,8 +107,7 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.nda
     for field, kind in config.fields.items():
         values = normalised[field]
         ids[field], counts, held = value_counts(values, rows)
-        freq[field] = np.maximum(counts - 1.0, 0.0) / max(held.sum() - 1.0, 1.0)
-        exact_u[field] = float((held * (held - 1.0)).sum() / max(held.sum() * (held.sum() - 1.0), 1.0))
+        freq[field], exact_u[field] = others_holding(counts, held), agreement_chance(held)
         if kind in TOKEN_KINDS:
             found = words(values)  # once: the counts and the vectors read the same words
             vocabulary[field] = count_words(values, found)
@@ -120,26 +119,29 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.nda
 
 def exact_agreement(values: pl.Series) -> float:
     """The chance two random distinct non-null records hold the same value: sum c(c-1) / N(N-1)."""
-    counts = values.drop_nulls().value_counts()["count"].cast(pl.Float64).to_numpy()
-    present = counts.sum()
-    return float((counts * (counts - 1.0)).sum() / max(present * (present - 1.0), 1.0))
+    return agreement_chance(value_counts(values)[2])
 
 
-def value_frequencies(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Dense value ids (1-based, 0 for null) and, per id, the chance that another non-null
-    record holds the same value: (count - 1) / (non-null records - 1).
+def agreement_chance(held: np.ndarray) -> float:
+    """``exact_agreement`` from the count of every distinct non-null value."""
+    present = held.sum()
+    return float((held * (held - 1.0)).sum() / max(present * (present - 1.0), 1.0))
+
+
+def others_holding(counts: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Per value id, the chance that another non-null record holds the same value:
+    (count - 1) / (non-null records - 1), ``held`` being every distinct value's count.
 
     That is the u of an exact agreement on the value (two records drawn *without* replacement:
     with replacement, a record agreeing with itself would add 1/N to every value).
     """
-    ids, counts, held = value_counts(values)
-    return ids, np.maximum(counts - 1.0, 0.0) / max(held.sum() - 1.0, 1.0)
+    return np.maximum(counts - 1.0, 0.0) / max(held.sum() - 1.0, 1.0)
 
 
 def value_counts(values: pl.Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense value ids of ``rows`` (every record by default; 1-based in sorted order, 0 for
     null), each id's count among all records (float64, index 0 = 0), and the count of every
-    distinct non-null value (for ``exact_agreement``'s sum)."""
+    distinct non-null value (for ``agreement_chance``)."""
     if rows is None:
         ids = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
         counts = np.bincount(ids, minlength=1).astype(np.float64)
