@@ -61,48 +61,75 @@ def to_codepoints(values: pl.Series | Sequence[str | None], max_chars: int) -> t
     return codes, lengths
 
 
+TOKENISE_ROWS = 1024  # values hashed together: their uint64 work arrays stay in the CPU's cache
+
+
 def _finalise(h: np.ndarray, salt: int, buckets: int) -> np.ndarray:
-    h = h ^ np.uint64(salt * 0x2545F4914F6CDD1D & 0xFFFFFFFFFFFFFFFF)
-    h = h * _MIX
-    h = h ^ (h >> np.uint64(31))
-    return (h % np.uint64(buckets - 1)).astype(np.int64) + 1
+    """Mix a block of raw hashes into bucket ids 1 .. buckets - 1, in place (``h`` is consumed)."""
+    h ^= np.uint64(salt * 0x2545F4914F6CDD1D & 0xFFFFFFFFFFFFFFFF)
+    h *= _MIX
+    h ^= h >> np.uint64(31)
+    h %= np.uint64(buckets - 1)
+    ids = h.view(np.int64)
+    ids += 1
+    return ids
 
 
 def tokenise(codes: np.ndarray, lengths: np.ndarray, kind: FieldKind, buckets: int) -> np.ndarray:
-    """Hashed token ids, ``(n, tokens)`` int64, with 0 as padding (ignored by the bag)."""
+    """Hashed token ids, ``(n, tokens)`` int64, with 0 as padding (ignored by the bag).
+
+    Works ``TOKENISE_ROWS`` values at a time with in-place arithmetic: on a whole column the
+    temporaries were hundreds of MB each, and a million e-mail addresses took 11 s instead of 2 s
+    (the ids are the same: every value is hashed on its own).
+    """
     spec = TOKEN_SPECS[kind]
+    width = codes.shape[1]
+    columns = sum(width + 3 - size for size in spec.ngrams) + sum(width + 1 - size for size in spec.positional)
+    out = np.empty((len(codes), columns + (1 if spec.whole else 0)), dtype=np.int64)
+    for start in range(0, len(codes), TOKENISE_ROWS):
+        block = slice(start, start + TOKENISE_ROWS)
+        _tokenise_block(codes[block], lengths[block], spec, buckets, out[block])
+    return out
+
+
+def _tokenise_block(codes: np.ndarray, lengths: np.ndarray, spec: TokenSpec, buckets: int, out: np.ndarray) -> None:
+    """``tokenise`` for a few values, written into ``out`` (their rows of the result)."""
     n, width = codes.shape
     padded = np.zeros((n, width + 2), dtype=np.uint64)
     padded[:, 1 : width + 1] = codes
     padded[:, 0] = BOS
     padded[np.arange(n), lengths + 1] = EOS
     present = lengths > 0
-    columns: list[np.ndarray] = []
+    column = 0
     for size in spec.ngrams:
         windows = width + 3 - size
-        h = np.zeros((n, windows), dtype=np.uint64)
-        for k in range(size):
-            h = h * _P + padded[:, k : k + windows]
+        h = padded[:, :windows].copy()
+        for k in range(1, size):
+            h *= _P
+            h += padded[:, k : k + windows]
         start = np.arange(windows)[None, :]
         if size == 1:  # single characters only, no bare boundary markers
             valid = (start >= 1) & (start <= lengths[:, None])
         else:
             valid = start <= (lengths[:, None] + 2 - size)
-        ids = _finalise(h, 100 + size, buckets)
-        columns.append(np.where(valid & present[:, None], ids, 0))
+        valid &= present[:, None]
+        np.multiply(_finalise(h, 100 + size, buckets), valid, out=out[:, column : column + windows])
+        column += windows
     for size in spec.positional:
         windows = width + 1 - size
-        h = np.arange(windows, dtype=np.uint64)[None, :].repeat(n, axis=0)
+        h = np.broadcast_to(np.arange(windows, dtype=np.uint64)[None, :], (n, windows)).copy()
         for k in range(size):
-            h = h * _P + codes[:, k : k + windows].astype(np.uint64)
+            h *= _P
+            h += codes[:, k : k + windows]
         valid = np.arange(windows)[None, :] <= (lengths[:, None] - size)
-        columns.append(np.where(valid, _finalise(h, 200 + size, buckets), 0))
+        np.multiply(_finalise(h, 200 + size, buckets), valid, out=out[:, column : column + windows])
+        column += windows
     if spec.whole:
         h = np.zeros(n, dtype=np.uint64)
         for k in range(width):
-            h = h * _P + codes[:, k].astype(np.uint64)
-        columns.append(np.where(present, _finalise(h, 11, buckets), 0)[:, None])
-    return np.concatenate(columns, axis=1)
+            h *= _P
+            h += codes[:, k]
+        out[:, column] = np.where(present, _finalise(h, 11, buckets), 0)
 
 
 class KindEncoder(nn.Module):
@@ -120,10 +147,12 @@ class KindEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # ragged: only the real token ids, with offsets (padding is most of a short value's
-        # row, and the bag would still walk it); an empty bag is the zero vector, as before
-        present = tokens != 0
-        offsets = torch.cumsum(present.sum(dim=1), 0) - present.sum(dim=1)
-        bag = self.bag(tokens[present], offsets)
+        # row, and the bag would still walk it); an empty bag is the zero vector, as before.
+        # Picked out with numpy: torch's boolean indexing took four times as long
+        ids = tokens.numpy()
+        present = ids != 0
+        counts = present.sum(axis=1, dtype=np.int64)
+        bag = self.bag(torch.from_numpy(ids[present]), torch.from_numpy(np.cumsum(counts) - counts))
         if self.training:
             return bag + self.mlp(bag)
         # inference in float64: a value's embedding must not depend on the batch it came in or

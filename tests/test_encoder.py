@@ -5,7 +5,7 @@ import polars as pl
 import torch
 
 from dedup.config import FieldKind
-from dedup.encoder import SiameseEncoder, encode_field, to_codepoints, tokenise
+from dedup.encoder import TOKENISE_ROWS, SiameseEncoder, encode_field, to_codepoints, tokenise
 
 
 def test_codepoints_truncate_and_mark_nulls() -> None:
@@ -28,6 +28,18 @@ def test_positional_tokens_distinguish_digit_order() -> None:
     codes, lengths = to_codepoints(["19800102", "19800201"], 8)
     a, b = tokenise(codes, lengths, FieldKind.date, 1 << 16)
     assert set(a) != set(b)  # same digits, different positions
+
+
+def test_a_value_gets_the_same_tokens_in_a_column_as_alone() -> None:
+    """tokenise hashes TOKENISE_ROWS values at a time: a block boundary must change nothing."""
+    rng = np.random.default_rng(0)
+    letters = list("abcé日 -0123")
+    values = ["".join(rng.choice(letters, rng.integers(0, 30))) for _ in range(TOKENISE_ROWS * 2 + 7)] + [None]
+    codes, lengths = to_codepoints(values, 24)
+    for kind in FieldKind:
+        column = tokenise(codes, lengths, kind, 1 << 15)
+        alone = [tokenise(codes[i : i + 1], lengths[i : i + 1], kind, 1 << 15) for i in range(len(values))]
+        assert np.array_equal(column, np.concatenate(alone)), kind
 
 
 def test_encode_field_unit_norm_shared_weights_and_nulls() -> None:

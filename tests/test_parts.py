@@ -67,6 +67,26 @@ def test_record_ranges_encode_like_the_whole_table(febrl1_file: Path, config: De
         assert np.allclose(joined.dense(f), whole.dense(f), atol=1e-6)
 
 
+def test_stored_arrays_are_mapped_from_the_file_with_the_values_saved(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "table.0": rng.standard_normal((70, 16)).astype(np.float32),
+        "codes.0": rng.integers(0, 70, 1000).astype(np.int32),
+        "fortran": np.asfortranarray(rng.standard_normal((5, 3))),
+        "empty": np.zeros((0, 16), np.float32),
+    }
+    np.savez(tmp_path / "stored.npz", **arrays)
+    np.savez_compressed(tmp_path / "compressed.npz", **arrays)
+    for name, saved in arrays.items():
+        stored = parts.stored_array(tmp_path / "stored.npz", name)
+        assert stored.dtype == saved.dtype and np.array_equal(stored, saved), name
+        assert isinstance(stored, np.memmap) == (saved.size > 0)
+        assert np.array_equal(parts.stored_array(tmp_path / "compressed.npz", name), saved)
+    stored = parts.stored_array(tmp_path / "stored.npz", "codes.0")
+    stored[0] = -1  # copy-on-write: the file keeps its values
+    assert np.array_equal(parts.stored_array(tmp_path / "stored.npz", "codes.0"), arrays["codes.0"])
+
+
 def test_pair_ranges_and_edges_give_the_unpartitioned_scores_and_clusters(
     febrl1_file: Path, config: DedupConfig, model_dir, tmp_path
 ) -> None:
