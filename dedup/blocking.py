@@ -1,6 +1,6 @@
 """Block stage: candidate pairs from the union of recordlinkage indexing passes.
 
-Each configured pass becomes a recordlinkage ``Index`` (``Block`` for exact keys,
+Each configured pass becomes a recordlinkage ``Index`` (``KeyBlock`` for exact keys,
 ``SortedNeighbourhood`` for sorted keys). Key expressions (prefix slices, phonetic codes) are
 computed as columns first, with polars, from the normalised values, and records whose key is
 null sit the pass out (recordlinkage would otherwise join nulls to nulls). Pairs are kept as
@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 import recordlinkage
 from recordlinkage.base import BaseIndexAlgorithm
-from recordlinkage.index import Block, SortedNeighbourhood
+from recordlinkage.index import SortedNeighbourhood
 from recordlinkage.preprocessing import phonetic
 
 from dedup.config import (
@@ -198,12 +198,33 @@ def run_pass(
     names = list(pdf.columns)
     indexer = recordlinkage.Index()
     if isinstance(p, ExactPass):
-        indexer.add(Block(left_on=names))
+        indexer.add(KeyBlock())
     elif len(names) == 1:
         indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window))
     else:  # recordlinkage 0.16's own block_left_on fails under pandas 2
         indexer.add(BlockedSortedNeighbourhood(names[0], names[1:], p.window))
     return _index_arrays(indexer.index(pdf))
+
+
+class KeyBlock(BaseIndexAlgorithm):
+    """recordlinkage index algorithm: records equal on every column of the frame (``ExactPass``).
+
+    recordlinkage's own ``Block`` finds the same pairs with a pandas merge, which took 6 of
+    the 10 s that blocking 1M generated people took; this is a polars self-join. The frame's
+    index holds the row positions, its columns the keys (no nulls: ``key_frame`` drops them).
+    """
+
+    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
+        keys = pl.from_pandas(df_a.reset_index(drop=True)).with_row_index("_i")
+        names = [c for c in keys.columns if c != "_i"]
+        pairs = keys.join(keys, on=names, suffix="_r").filter(pl.col("_i") < pl.col("_i_r"))
+        rows = np.asarray(df_a.index, dtype=np.int64)
+        return pd.MultiIndex.from_arrays(
+            [rows[pairs["_i"].to_numpy().astype(np.int64)], rows[pairs["_i_r"].to_numpy().astype(np.int64)]]
+        )
+
+    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
+        raise NotImplementedError("key blocking links records within one table")
 
 
 class BlockedSortedNeighbourhood(BaseIndexAlgorithm):

@@ -9,6 +9,7 @@ import recordlinkage
 from dedup.blocking import (
     CandidatePairs,
     EmbeddingNeighbours,
+    KeyBlock,
     analyse_blocking,
     block,
     estimate_pass,
@@ -44,6 +45,20 @@ def _as_set(pairs: CandidatePairs) -> set[tuple[str, str]]:
 def test_exact_block_on_normalised_keys_skips_nulls() -> None:
     # first+last equal after normalisation: a-b only (e has no first name, f no surname)
     assert _as_set(_pairs("[[first, last]]")) == {("a", "b")}
+
+
+def test_key_block_finds_the_pairs_recordlinkage_block_finds() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"k0": rng.choice(["a", "b", "c", "dd"], 300), "k1": rng.integers(0, 5, 300)},
+        index=pd.Index(rng.permutation(1000)[:300]),  # row positions, not 0..n
+    )
+    for keys in (["k0"], ["k0", "k1"]):
+        ours, theirs = recordlinkage.Index(), recordlinkage.Index()
+        ours.add(KeyBlock())
+        theirs.add(recordlinkage.index.Block(left_on=keys))
+        found = sorted(tuple(sorted(p)) for p in ours.index(frame[keys]))  # each pair once, either way round
+        assert found == sorted(tuple(sorted(p)) for p in theirs.index(frame[keys])) and len(found) > 1000
 
 
 def test_prefix_and_phonetic_keys() -> None:
