@@ -253,6 +253,27 @@ def stack_field(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
     return table, codes
 
 
+def gather_field(parts: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What ``stack_field(parts)`` holds for the records at ``rows`` (positions in the pieces'
+    codes, one piece after another), without stacking the tables: only the table rows those
+    records use are copied, into a table of their own whose row 0 is the null row."""
+    starts = np.cumsum([0] + [len(codes) for _, codes in parts])
+    piece = np.searchsorted(starts, rows, side="right") - 1
+    local = np.zeros(len(rows), np.int64)
+    for i, (_, codes) in enumerate(parts):
+        mine = piece == i
+        local[mine] = codes[rows[mine] - starts[i]]
+    width = max(len(table) for table, _ in parts)
+    used, codes = np.unique(np.where(local > 0, piece * width + local, 0), return_inverse=True)
+    if not len(used) or used[0] != 0:  # no null among them: row 0 is still the null row
+        used, codes = np.concatenate([[0], used]), codes + 1
+    table = np.zeros((len(used), parts[0][0].shape[1]), np.float32)
+    for i, (source, _) in enumerate(parts):
+        mine = (used // width == i) & (used % width > 0)
+        table[mine] = source[used[mine] % width]
+    return table, codes.astype(np.int32)
+
+
 class FieldEmbeddings:
     """Cached embeddings of every record, per field, stored once per distinct value.
 

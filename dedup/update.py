@@ -42,7 +42,7 @@ from dedup.blocking import (
 )
 from dedup.charts import write_charts
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums, input_renames
-from dedup.encoder import FieldEmbeddings, stack_field
+from dedup.encoder import FieldEmbeddings, gather_field, stack_field
 from dedup.errors import InputError
 from dedup.explain import model_path
 from dedup.fingerprint import file_digest, model_fingerprint
@@ -63,7 +63,7 @@ from dedup.lock import output_lock
 from dedup.model import DedupModel
 from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_fields
-from dedup.parts import load_embeddings, save_embeddings
+from dedup.parts import save_embeddings, stored_array
 from dedup.publish import checkpoint, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
@@ -146,8 +146,7 @@ def _update(
     normalised = normalise_fields(records, config)
     clock["read"] = _lap(start)
 
-    published = _embeddings(master, model, normalised, changed, before, inputs.height)
-    embeddings = published.records
+    embeddings = _embeddings(master, model, normalised, changed, before, inputs.height)
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed)
     clock["block"] = _lap(start, clock)
@@ -181,7 +180,7 @@ def _update(
     report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
-    _publish(output, model_dir, clusters, all_pairs, changes, published, report, config)
+    _publish(output, model_dir, clusters, all_pairs, changes, embeddings, report, config)
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -283,13 +282,37 @@ def _merge(
 # ---- 2. candidates --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Embeddings:
-    """Every record's embeddings, and how to publish them: the master's files to link into the
-    new result as they are (when the update only adds records), then the rows to write."""
+    """Every record's embeddings, kept as the pieces they came in: the master's published files
+    (mapped, not read) and the changed records' (encoded now). Scoring a few records' pairs
+    copies only the table rows they use (``take``); the embedding pass and a rewrite stack them
+    (``everyone``). ``linked``: the update only adds records, so the master's files go into the
+    new result as they are and only the changed rows (from row ``start``) are written."""
 
-    records: FieldEmbeddings
-    pieces: list[Path]  # the master's embedding files, linked: neither copied nor rewritten
-    written: FieldEmbeddings  # the rows written to a file of their own, starting at row ``start``
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]]  # per field: (table, codes) per piece
+    order: np.ndarray  # per record, its row in the pieces' codes, one piece after another
+    files: list[Path]  # the master's embedding files
+    linked: bool
     start: int = 0
+
+    def take(self, rows: np.ndarray) -> FieldEmbeddings:
+        tables, codes = {}, {}
+        for f, parts in self.parts.items():
+            tables[f], codes[f] = gather_field(parts, self.order[rows])
+        return FieldEmbeddings(tables, codes)
+
+    def everyone(self) -> FieldEmbeddings:
+        tables, codes = {}, {}
+        for f, parts in self.parts.items():
+            tables[f], stacked = stack_field(parts)
+            codes[f] = stacked[self.order]
+        return FieldEmbeddings(tables, codes)
+
+    def written(self) -> FieldEmbeddings:
+        """The rows to write to a file of their own: the changed ones, or every record."""
+        if not self.linked:
+            return self.everyone()
+        changed = {f: parts[-1] for f, parts in self.parts.items()}
+        return FieldEmbeddings({f: table for f, (table, _) in changed.items()}, {f: c for f, (_, c) in changed.items()})
 
 
 def _embeddings(
@@ -302,28 +325,28 @@ def _embeddings(
 ) -> Embeddings:
     """Every record's embeddings: the master's published ones for unchanged rows, the model's
     for changed rows (all rows when the master has none, e.g. it was written by an older version)."""
-    pieces = sorted((master / "embeddings").glob("embeddings-*.npz"))
-    if not pieces:
+    fields = model.config.field_names
+    files = sorted((master / "embeddings").glob("embeddings-*.npz"))
+    if not files:
         everyone = model.embed(normalised)
-        return Embeddings(everyone, [], everyone)
-    master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
+        parts = {f: [(everyone.tables[f], everyone.codes[f])] for f in fields}
+        return Embeddings(parts, np.arange(normalised.height), [], linked=False)
     fresh = model.embed(normalised.filter(pl.Series(changed)))
-    loaded = load_embeddings(pieces, model.config.field_names)
-    tables, codes = {}, {}
-    for f in model.config.field_names:  # each master table let go once stacked: one field's copy at a time
-        part = (loaded.tables.pop(f), loaded.codes.pop(f)[master_rows])
-        tables[f], codes[f] = stack_field([part, (fresh.tables[f], fresh.codes[f])])
-        del part
-    stacked = FieldEmbeddings(tables, codes)
-    if np.array_equal(master_rows, np.arange(master_count)):  # records only added, after the master's
-        return Embeddings(stacked, pieces, fresh, master_count)
-    order = np.concatenate([np.flatnonzero(~changed), np.flatnonzero(changed)])  # record of each stacked row
-    everyone = stacked.take(np.argsort(order))
-    return Embeddings(everyone, [], everyone)
+    parts = {
+        f: [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in files]
+        + [(fresh.tables[f], fresh.codes[f])]
+        for j, f in enumerate(fields)
+    }
+    master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
+    order = np.empty(normalised.height, np.int64)
+    order[~changed] = master_rows
+    order[changed] = master_count + np.arange(int(changed.sum()))
+    only_added = np.array_equal(master_rows, np.arange(master_count))  # records only added, after the master's
+    return Embeddings(parts, order, files, linked=only_added, start=master_count if only_added else 0)
 
 
 def _candidates(
-    records: pl.DataFrame, normalised: pl.DataFrame, config, embeddings: FieldEmbeddings, changed: np.ndarray
+    records: pl.DataFrame, normalised: pl.DataFrame, config, embeddings: Embeddings, changed: np.ndarray
 ) -> CandidatePairs:
     """Candidate pairs with at least one changed record, each with the first pass that found it."""
     per_pass = []
@@ -352,10 +375,10 @@ def _block_changed(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass
     return found["_row"].to_numpy().astype(np.int64), found["_row_other"].to_numpy().astype(np.int64)
 
 
-def _embedding_neighbours(embeddings: FieldEmbeddings, changed_rows: np.ndarray, p: EmbeddingPass) -> tuple:
+def _embedding_neighbours(embeddings: Embeddings, changed_rows: np.ndarray, p: EmbeddingPass) -> tuple:
     """The changed records' ``k`` nearest neighbours among all records (both directions: a changed
     record can also be among an unchanged one's nearest, which the full run would find)."""
-    vectors = record_vectors(embeddings)
+    vectors = record_vectors(embeddings.everyone())
     left, right = nearest_neighbours(vectors[changed_rows], vectors, p.k + 1, p.min_similarity, method=p.method)
     left = changed_rows[left]
     keep = left != right
@@ -371,7 +394,7 @@ def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.LazyFrame
 
 
 def _score(
-    model: DedupModel, normalised: pl.DataFrame, ids: pl.Series, embeddings: FieldEmbeddings, pairs: CandidatePairs
+    model: DedupModel, normalised: pl.DataFrame, ids: pl.Series, embeddings: Embeddings, pairs: CandidatePairs
 ) -> pl.DataFrame:
     """The pairs scored like a run's, from the statistics of the records they hold only (their
     rarity counted over every record): a few changed records' pairs need no word vector of
@@ -531,10 +554,11 @@ def _publish(
         write_parquet(changes, generation / "changes.parquet")
         folder = generation / "embeddings"
         folder.mkdir(parents=True)
-        for piece in embeddings.pieces:  # only records were added: the master's files as they are
+        for piece in embeddings.files if embeddings.linked else []:  # only records were added: as they are
             place(piece, folder / piece.name, keep_source=True)
-        if len(embeddings.written.codes[config.field_names[0]]):
-            save_embeddings(embeddings.written, folder / f"embeddings-{embeddings.start:012d}.npz")
+        written = embeddings.written()
+        if len(written.codes[config.field_names[0]]):
+            save_embeddings(written, folder / f"embeddings-{embeddings.start:012d}.npz")
         write_charts(generation, config)
         report["model_fingerprint"] = model_fingerprint(generation / "model")
         report["run"] = generation.name

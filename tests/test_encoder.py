@@ -5,7 +5,15 @@ import polars as pl
 import torch
 
 from dedup.config import FieldKind
-from dedup.encoder import TOKENISE_ROWS, SiameseEncoder, encode_field, to_codepoints, tokenise
+from dedup.encoder import (
+    TOKENISE_ROWS,
+    SiameseEncoder,
+    encode_field,
+    gather_field,
+    stack_field,
+    to_codepoints,
+    tokenise,
+)
 
 
 def test_codepoints_truncate_and_mark_nulls() -> None:
@@ -73,3 +81,17 @@ def test_embeddings_do_not_depend_on_batch_or_threads() -> None:
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_gathering_some_records_from_pieces_gives_their_stacked_vectors() -> None:
+    rng = np.random.default_rng(0)
+    parts = []
+    for size, distinct in ((50, 7), (30, 1), (40, 12)):
+        table = np.vstack([np.zeros((1, 4), np.float32), rng.standard_normal((distinct, 4)).astype(np.float32)])
+        parts.append((table, rng.integers(0, distinct + 1, size).astype(np.int32)))  # code 0: null
+    table, codes = stack_field(parts)
+    for rows in (rng.integers(0, 120, 60), np.flatnonzero(codes > 0)[:5], np.array([], np.int64)):
+        gathered, picked = gather_field(parts, rows)
+        assert np.array_equal(gathered[picked], table[codes[rows]])
+        used = codes[rows][codes[rows] > 0]  # only the table rows the records use, and the null row
+        assert not gathered[0].any() and len(gathered) == 1 + len(np.unique(used))
