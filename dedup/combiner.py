@@ -213,22 +213,25 @@ class Combiner:
         several = np.flatnonzero(agree.sum(axis=1) >= 2)  # only these can lose anything
         if several.size == 0:
             return out
-        agree, part_bits = agree[several], bits[several]
+        # field-major (one contiguous row per field) and masked arithmetic instead of boolean
+        # indexing: a cut of 0 adds nothing, so the sums are the same, in the same order
+        agree, part_bits = agree[several].T.copy(), bits[several].T.copy()
         part = np.zeros_like(part_bits)
         fields = levels.shape[1]
         for f in range(fields):
             for g in range(f + 1, fields):
                 if interaction[f, g] <= 0:
                     continue
-                both = agree[:, f] & agree[:, g]
+                both = agree[f] & agree[g]
                 if not both.any():
                     continue
-                cut = np.minimum(interaction[f, g], np.maximum(np.minimum(part_bits[both, f], part_bits[both, g]), 0.0))
-                part[both, f] += cut / 2
-                part[both, g] += cut / 2
+                cut = np.minimum(interaction[f, g], np.maximum(np.minimum(part_bits[f], part_bits[g]), 0.0))
+                half = np.where(both, cut / 2, 0.0)
+                part[f] += half
+                part[g] += half
         # many mutually correlated fields (a citation's venue, publisher, address, year) would
         # otherwise lose more than their evidence: each keeps at least half of its own weight
-        out[several] = np.minimum(part, np.maximum(part_bits, 0.0) * MAX_DEPENDENCE_CUT)
+        out[several] = np.minimum(part, np.maximum(part_bits, 0.0) * MAX_DEPENDENCE_CUT).T
         return out
 
     def _fit_interaction(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
