@@ -109,10 +109,14 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.nda
         ids[field], counts, held = value_counts(values, rows)
         freq[field], exact_u[field] = others_holding(counts, held), agreement_chance(held)
         if kind in TOKEN_KINDS:
-            found = words(values)  # once: the counts and the vectors read the same words
-            vocabulary[field] = count_words(values, found)
-            if rows is not None:
-                values, found = values.gather(rows), _words_of_rows(found, rows)
+            if rows is None:
+                found = words(values)  # once: the counts and the vectors read the same words
+                vocabulary[field] = count_words(values, found)
+            else:  # counted over every distinct value; split into words for the rows only
+                vocabulary[field] = count_words(values)
+                known = _split(values.drop_nulls().unique())["word"]  # what a join may make
+                values = values.gather(rows)
+                found = words(values, known)
             tokens[field] = word_vectors(values, vocabulary[field], found)
     return FieldStatistics(ids, freq, tokens, vocabulary, exact_u)
 
@@ -156,12 +160,6 @@ def value_counts(values: pl.Series, rows: np.ndarray | None = None) -> tuple[np.
     return ids, counts, every["count"].cast(pl.Float64).to_numpy()
 
 
-def _words_of_rows(found: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
-    """``words``' (row, word) pairs of ``rows`` only, each row renumbered to its place in ``rows``."""
-    place = pl.DataFrame({"row": rows, "place": np.arange(len(rows))}, schema_overrides={"row": found["row"].dtype})
-    return found.join(place, on="row", maintain_order="left").select(pl.col("place").alias("row"), "word")
-
-
 def words(values: pl.Series, known: pl.Series | None = None) -> pl.DataFrame:
     """(row, word) for every distinct word of every value (words split on spaces).
 
@@ -184,16 +182,21 @@ def words(values: pl.Series, known: pl.Series | None = None) -> pl.DataFrame:
     (``benchmarks/realdata.py``): Abt-Buy 0.199 -> 0.219, Cora 0.899 -> 0.921, SIGMOD X1 unchanged,
     X2 0.340 -> 0.326 ("clase 10" and "class10" no longer share the 10).
     """
-    split = (
+    split = _split(values)
+    base = _joined(split, split["word"] if known is None else known)
+    numbers = base.with_columns(word=pl.col("word").str.extract(NUMBER_WITH_UNIT, 1)).drop_nulls("word")
+    return pl.concat([base, numbers]).unique(["row", "word"], maintain_order=True)
+
+
+def _split(values: pl.Series) -> pl.DataFrame:
+    """(row, word) for each word of each value as written (split on spaces), in order."""
+    return (
         pl.DataFrame({"word": values.str.split(" ")})
         .with_row_index("row")
         .explode("word")
         .drop_nulls("word")
         .filter(pl.col("word").str.len_chars() > 0)
     )
-    base = _joined(split, split["word"] if known is None else known)
-    numbers = base.with_columns(word=pl.col("word").str.extract(NUMBER_WITH_UNIT, 1)).drop_nulls("word")
-    return pl.concat([base, numbers]).unique(["row", "word"], maintain_order=True)
 
 
 def _joined(split: pl.DataFrame, known: pl.Series) -> pl.DataFrame:
@@ -223,9 +226,15 @@ def _joined(split: pl.DataFrame, known: pl.Series) -> pl.DataFrame:
 
 def count_words(values: pl.Series, found: pl.DataFrame | None = None) -> Vocabulary:
     """Every word of a text column and the number of records holding it (``found``: the
-    column's ``words`` when they are known already)."""
-    counts = (words(values) if found is None else found).group_by("word").agg(pl.len().alias("df"))
-    return Vocabulary(counts, max(values.len() - values.null_count(), 1))
+    column's ``words`` when they are known already). Without ``found``, each distinct value is
+    split into words once and its words counted as often as records hold it: the same counts
+    (a value's words do not depend on the rows beside it) for the cost of the distinct values."""
+    present = max(values.len() - values.null_count(), 1)
+    if found is not None:
+        return Vocabulary(found.group_by("word").agg(pl.len().alias("df")), present)
+    held = values.drop_nulls().alias("value").value_counts(name="records").with_row_index("row")
+    counted = words(held["value"]).join(held.select("row", "records"), on="row")
+    return Vocabulary(counted.group_by("word").agg(pl.col("records").sum().alias("df")), present)
 
 
 def word_vectors(

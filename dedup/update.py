@@ -282,37 +282,40 @@ def _merge(
 # ---- 2. candidates --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Embeddings:
-    """Every record's embeddings, kept as the pieces they came in: the master's published files
-    (mapped, not read) and the changed records' (encoded now). Scoring a few records' pairs
-    copies only the table rows they use (``take``); the embedding pass and a rewrite stack them
-    (``everyone``). ``linked``: the update only adds records, so the master's files go into the
-    new result as they are and only the changed rows (from row ``start``) are written."""
+    """Every record's embeddings as the pieces they came in: the master's published files and
+    the changed records' tables (encoded now). A file is mapped only while one field is read
+    from it, so scoring a few records' pairs holds the table rows they use (``take``), not the
+    master's tables; the embedding pass and a rewrite stack them (``everyone``). ``linked``:
+    the update only adds records, so the master's files go into the new result as they are and
+    only the changed rows (from row ``start``) are written."""
 
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]]  # per field: (table, codes) per piece
-    order: np.ndarray  # per record, its row in the pieces' codes, one piece after another
-    files: list[Path]  # the master's embedding files
+    files: list[Path]  # the master's embedding files, in record order
+    fresh: FieldEmbeddings  # the changed records' (every record's when there are no files)
+    order: np.ndarray  # per record, its row in the files' codes and then ``fresh``'s
     linked: bool
     start: int = 0
 
     def take(self, rows: np.ndarray) -> FieldEmbeddings:
         tables, codes = {}, {}
-        for f, parts in self.parts.items():
-            tables[f], codes[f] = gather_field(parts, self.order[rows])
+        for j, f in enumerate(self.fresh.fields):
+            tables[f], codes[f] = gather_field(self._pieces(j, f), self.order[rows])
         return FieldEmbeddings(tables, codes)
 
     def everyone(self) -> FieldEmbeddings:
         tables, codes = {}, {}
-        for f, parts in self.parts.items():
-            tables[f], stacked = stack_field(parts)
+        for j, f in enumerate(self.fresh.fields):
+            tables[f], stacked = stack_field(self._pieces(j, f))
             codes[f] = stacked[self.order]
         return FieldEmbeddings(tables, codes)
 
     def written(self) -> FieldEmbeddings:
         """The rows to write to a file of their own: the changed ones, or every record."""
-        if not self.linked:
-            return self.everyone()
-        changed = {f: parts[-1] for f, parts in self.parts.items()}
-        return FieldEmbeddings({f: table for f, (table, _) in changed.items()}, {f: c for f, (_, c) in changed.items()})
+        return self.fresh if self.linked else self.everyone()
+
+    def _pieces(self, j: int, field: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Field ``j``'s ``(table, codes)`` per piece; the files' are mapped until let go."""
+        mapped = [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in self.files]
+        return mapped + [(self.fresh.tables[field], self.fresh.codes[field])]
 
 
 def _embeddings(
@@ -325,24 +328,16 @@ def _embeddings(
 ) -> Embeddings:
     """Every record's embeddings: the master's published ones for unchanged rows, the model's
     for changed rows (all rows when the master has none, e.g. it was written by an older version)."""
-    fields = model.config.field_names
     files = sorted((master / "embeddings").glob("embeddings-*.npz"))
     if not files:
-        everyone = model.embed(normalised)
-        parts = {f: [(everyone.tables[f], everyone.codes[f])] for f in fields}
-        return Embeddings(parts, np.arange(normalised.height), [], linked=False)
+        return Embeddings([], model.embed(normalised), np.arange(normalised.height), linked=False)
     fresh = model.embed(normalised.filter(pl.Series(changed)))
-    parts = {
-        f: [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in files]
-        + [(fresh.tables[f], fresh.codes[f])]
-        for j, f in enumerate(fields)
-    }
     master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
     order = np.empty(normalised.height, np.int64)
     order[~changed] = master_rows
     order[changed] = master_count + np.arange(int(changed.sum()))
     only_added = np.array_equal(master_rows, np.arange(master_count))  # records only added, after the master's
-    return Embeddings(parts, order, files, linked=only_added, start=master_count if only_added else 0)
+    return Embeddings(files, fresh, order, linked=only_added, start=master_count if only_added else 0)
 
 
 def _candidates(

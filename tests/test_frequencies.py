@@ -92,6 +92,9 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
     rng = np.random.default_rng(4)
     words_ = np.array(["acme", "32gb", "usb", "drive", "pro", "64 gb", "ultra", "kx", "tca92"])
     titles = [" ".join(rng.choice(words_, size=rng.integers(1, 5))) for _ in range(300)]
+    # "kx tca92" is one word because a row outside the subset writes it so: the join must be
+    # decided by every record's words, not the subset's
+    titles[5], titles[6] = "kx tca92 usb", "kxtca92 drive"
     names = rng.choice(["ann", "bob", "cy", None], size=300).tolist()
     # a field named like polars' count column, and values held by rows outside the subset
     normalised = pl.DataFrame({"count": names, "title": titles})
