@@ -207,10 +207,13 @@ def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddin
     tables, codes = {}, {}
     ordered = sorted(map(Path, paths))
     for j, f in enumerate(fields):
-        tables[f], codes[f] = stack_field(
-            [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in ordered]
-        )
+        tables[f], codes[f] = stack_field(stored_field(ordered, j))
     return FieldEmbeddings(tables, codes)
+
+
+def stored_field(paths: list[Path], j: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Field ``j``'s ``(table, codes)`` in each encode piece file, mapped (``stored_array``)."""
+    return [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in paths]
 
 
 def stored_array(path: Path, name: str) -> np.ndarray:

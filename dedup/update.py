@@ -63,7 +63,7 @@ from dedup.lock import output_lock
 from dedup.model import DedupModel
 from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_fields
-from dedup.parts import save_embeddings, stored_array
+from dedup.parts import save_embeddings, stored_field
 from dedup.publish import checkpoint, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
@@ -314,8 +314,7 @@ class Embeddings:
 
     def _pieces(self, j: int, field: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """Field ``j``'s ``(table, codes)`` per piece; the files' are mapped until let go."""
-        mapped = [(stored_array(path, f"table.{j}"), stored_array(path, f"codes.{j}")) for path in self.files]
-        return mapped + [(self.fresh.tables[field], self.fresh.codes[field])]
+        return stored_field(self.files, j) + [(self.fresh.tables[field], self.fresh.codes[field])]
 
 
 def _embeddings(
