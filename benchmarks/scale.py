@@ -3,12 +3,15 @@
     python benchmarks/scale.py --n 100000 1000000     # both tools, both sizes
     python benchmarks/scale.py --n 1000000 --no-splink
     python benchmarks/scale.py --n 100000 --hard         # namesakes, households, transcription noise
+    python benchmarks/scale.py --n 1000000 --embedding 10  # dedup also adds each record's 10 nearest
 
 Per size: ``dedup.synth`` writes N records (seeded, cached under --workdir), then each tool runs
 in its own child process (so peak RSS is its own) from the Parquet file to clusters and scored
 pairs on disk:
 
-- dedup: ``dedup.pipeline.run`` with benchmarks/configs/synth.yaml (label-free training included).
+- dedup: ``dedup.pipeline.run`` with benchmarks/configs/synth.yaml (label-free training included);
+  with ``--embedding K`` its blocking gains an embedding pass (each record's K nearest by the
+  trained encoder's record vectors), which Splink has no counterpart of: its rules stay the same.
 - Splink (DuckDB backend, ``pip install -e '.[bench]'``): the same blocking rules, Splink's own
   comparisons for people (names, date of birth, postcode, e-mail), its usual training recipe
   (random-sampling u, EM on two blocking rules), ``predict()`` of every candidate pair written to
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
@@ -39,12 +43,12 @@ def peak_rss_mb() -> float:
 
 
 # ---- the two workers (each runs in a child process) -------------------------------------------
-def run_dedup(input_path: Path, output: Path) -> dict:
+def run_dedup(input_path: Path, output: Path, config: Path = CONFIG) -> dict:
     from dedup.config import load_config
     from dedup.pipeline import run
 
     start = time.perf_counter()
-    report = run(input_path, CONFIG, output)
+    report = run(input_path, config, output)
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
@@ -52,7 +56,7 @@ def run_dedup(input_path: Path, output: Path) -> dict:
         "score_breakdown": report["score_breakdown_seconds"],
         "pairs": report["counts"]["candidate_pairs"],
         "records": report["counts"]["records"],
-        "fields": len(load_config(CONFIG).fields),
+        "fields": len(load_config(config).fields),
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -116,9 +120,10 @@ def run_splink(input_path: Path, output: Path) -> dict:
 
 
 # ---- the driver -----------------------------------------------------------------------------
-def child(tool: str, input_path: Path, output: Path) -> dict:
+def child(tool: str, input_path: Path, output: Path, config: Path = CONFIG) -> dict:
     """Run one tool in a fresh process and return its JSON result."""
     cmd = [sys.executable, __file__, "--worker", tool, "--input", str(input_path), "--output", str(output)]
+    cmd += ["--config", str(config)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{tool} failed:\n{done.stderr[-3000:]}")
@@ -145,18 +150,35 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
     return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
 
 
-def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = False) -> None:
+def with_embedding_pass(k: int, workdir: Path) -> Path:
+    """synth.yaml with an embedding pass of ``k`` neighbours after its rule passes, in ``workdir``."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["blocking"] = [*raw["blocking"], {"embedding": {"k": k}}]
+    path = workdir / f"synth_embedding_{k}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = False, embedding: int = 0) -> None:
     from dedup.synth import cached
 
     start = time.perf_counter()
     data = cached(n, workdir, seed=seed, hard=hard)
     print(f"input: {data} ({time.perf_counter() - start:.1f}s to find or generate)")
     tag = f"{n}{'_hard' if hard else ''}"
-    ours = child("dedup", data, workdir / f"dedup_{tag}")
-    ours.update(scores(data, workdir / f"dedup_{tag}", "unique_id_l", "unique_id_r"))
+    config = with_embedding_pass(embedding, workdir) if embedding else CONFIG
+    ours = child("dedup", data, workdir / f"dedup_{tag}{f'_embedding{embedding}' if embedding else ''}", config)
+    ours.update(
+        scores(
+            data, workdir / f"dedup_{tag}{f'_embedding{embedding}' if embedding else ''}", "unique_id_l", "unique_id_r"
+        )
+    )
     breakdown, stages = ours["score_breakdown"], ours["stages"]
     pair_fields = ours["pairs"] * ours["fields"]
-    print(f"\n== {n:,} records{' (hard: dedup synth --hard)' if hard else ''} ==")
+    extra = (" (hard: dedup synth --hard)" if hard else "") + (
+        f" (dedup: + embedding pass, k={embedding})" if embedding else ""
+    )
+    print(f"\n== {n:,} records{extra} ==")
     print(
         f"dedup   total {ours['seconds']:7.1f}s  peak RSS {ours['peak_rss_mb'] / 1024:5.2f} GB  "
         f"pairs {ours['pairs']:,}  cluster F1 {ours['cluster_f1']:.4f}  pair F1 {ours['pair_f1']:.4f}"
@@ -190,17 +212,25 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dedup-scale"))
     parser.add_argument("--no-splink", action="store_true")
     parser.add_argument("--hard", action="store_true", help="generate with `dedup synth --hard`")
+    parser.add_argument(
+        "--embedding", type=int, default=0, metavar="K", help="add an embedding pass (K nearest) to dedup's blocking"
+    )
     parser.add_argument("--worker", choices=["dedup", "splink"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, default=CONFIG, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = (run_dedup if args.worker == "dedup" else run_splink)(args.input, args.output)
+        result = (
+            run_dedup(args.input, args.output, args.config)
+            if args.worker == "dedup"
+            else run_splink(args.input, args.output)
+        )
         print(json.dumps(result))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     for n in args.n:
-        bench(n, args.workdir, args.seed, not args.no_splink, args.hard)
+        bench(n, args.workdir, args.seed, not args.no_splink, args.hard, args.embedding)
 
 
 if __name__ == "__main__":

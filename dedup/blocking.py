@@ -10,6 +10,7 @@ integer row-position arrays with ``left < right``; a pair found by several passe
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -177,7 +178,7 @@ def run_pass(
     """
     empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
-        return empty  # needs a trained encoder: see add_embedding_passes
+        return empty  # needs a trained encoder: see embedding_neighbours
     if isinstance(p, TokenPass):
         frame = pd.DataFrame({"text": _field_values(records, normalised, p.field).to_pandas()})
         indexer = recordlinkage.Index()
@@ -341,16 +342,71 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
         return self.vectors[rows]
 
 
+VECTOR_ROWS = 65536  # records per block while ``record_vectors`` fills and normalises
+
+
 def record_vectors(embeddings: FieldEmbeddings) -> np.ndarray:
-    """One unit vector per record: its field embeddings side by side (nulls are zeros)."""
-    joined = np.concatenate([embeddings.dense(f) for f in embeddings.fields], axis=1)
-    norms = np.linalg.norm(joined, axis=1, keepdims=True)
-    joined /= np.maximum(norms, 1e-12)  # in place: a second copy is 2 GB at 1M records
+    """One unit vector per record: its field embeddings side by side (nulls are zeros).
+
+    Filled and normalised in blocks of records, into the one result: at 1M records that result
+    is 2 GB, and each field's dense copy, a concatenation and ``np.linalg.norm``'s squares were
+    as much again each (the 1M-record run's peak was here and in the union that follows). Each
+    block computes what ``np.linalg.norm(axis=1)`` computes for its rows, so the vectors are
+    the same.
+    """
+    fields = embeddings.fields
+    n = len(embeddings.codes[fields[0]]) if fields else 0
+    widths = [embeddings.tables[f].shape[1] for f in fields]
+    joined = np.empty((n, sum(widths)), dtype=np.float32)
+    for start in range(0, n, VECTOR_ROWS):
+        block = joined[start : start + VECTOR_ROWS]
+        column = 0
+        for f, width in zip(fields, widths, strict=True):
+            block[:, column : column + width] = embeddings.tables[f][embeddings.codes[f][start : start + VECTOR_ROWS]]
+            column += width
+        norms = np.sqrt(np.add.reduce(block * block, axis=1, keepdims=True))
+        block /= np.maximum(norms, 1e-12)
     return joined
 
 
-def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> CandidatePairs:
-    """Union the passes' pairs, ordering each pair and keeping the first pass that found it."""
+def union_pairs(
+    per_pass: Iterable[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...], width: int | None = None
+) -> CandidatePairs:
+    """Union the passes' pairs, ordering each pair and keeping the first pass that found it.
+
+    Each pass is turned into one int64 key per distinct pair (the pair, and the pass in the
+    lowest digits) as it comes, so an iterator of passes is held a pass at a time: at 1M records
+    the rule passes' 39M pairs as arrays, then as lists of halves, then concatenated were the
+    block stage's peak. ``width``: more than the largest row position (needed up front with an
+    iterator; from the pairs otherwise).
+    """
+    if width is None:
+        per_pass = list(per_pass)
+        width = max((int(max(a.max(initial=0), b.max(initial=0))) for a, b in per_pass), default=0) + 1
+    kinds = max(len(names), 1)
+    if width * width * kinds >= 2**63:  # too many records for one int64 key
+        return _union_by_columns(list(per_pass), names)
+    keys = [_distinct_keys(a, b, i, width, kinds) for i, (a, b) in enumerate(per_pass)]  # a pass's arrays go with it
+    if len(keys) > kinds:
+        raise ValueError(f"{len(keys)} passes but {len(names)} names")
+    counts = tuple(len(k) for k in keys)
+    key = np.concatenate(keys) if keys else np.empty(0, np.int64)
+    keys.clear()
+    return _first_of_keys(key, width, kinds, names, counts)
+
+
+def _distinct_keys(a: np.ndarray, b: np.ndarray, i: int, width: int, kinds: int) -> np.ndarray:
+    """Pass ``i``'s distinct pairs as keys ``(low * width + high) * kinds + i``, sorted."""
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
+    keep = lo != hi
+    code = _distinct(lo[keep] * width + hi[keep])  # a pass may find a pair twice (kNN: i->j, j->i)
+    code *= kinds
+    code += i
+    return code
+
+
+def _union_by_columns(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> CandidatePairs:
+    """``union_pairs`` for record counts too large for one int64 key per pair and pass."""
     counts: list[int] = []
     lefts, rights, passes = [], [], []
     for i, (a, b) in enumerate(per_pass):
@@ -359,19 +415,13 @@ def union_pairs(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str,
         lo, hi = lo[keep], hi[keep]
         if len(lo):
             width = int(hi.max()) + 1
-            code = _distinct(lo.astype(np.int64) * width + hi)  # a pass may find a pair twice (kNN: i->j, j->i)
+            code = _distinct(lo.astype(np.int64) * width + hi)
             lo, hi = code // width, code % width
         counts.append(int(lo.shape[0]))
         lefts.append(lo)
         rights.append(hi)
         passes.append(np.full(lo.shape[0], i, dtype=np.int16))
-    return _first_pass(
-        np.concatenate(lefts) if lefts else np.empty(0, np.int64),
-        np.concatenate(rights) if rights else np.empty(0, np.int64),
-        np.concatenate(passes) if passes else np.empty(0, np.int16),
-        names,
-        tuple(counts),
-    )
+    return _first_pass(list(zip(lefts, rights, passes, strict=True)), names, tuple(counts))
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:
@@ -387,22 +437,42 @@ def _run_starts(ordered: np.ndarray) -> np.ndarray:
     return starts
 
 
-def _first_pass(left, right, pass_index, names, counts) -> CandidatePairs:
-    """Each distinct pair once, with the earliest pass that found it, ordered by (left, right).
+Part = tuple[np.ndarray, np.ndarray, "np.ndarray | int"]  # left, right, pass (per pair, or one for all)
+
+
+def _first_pass(parts: list[Part], names: tuple[str, ...], counts: tuple[int, ...]) -> CandidatePairs:
+    """Each distinct pair of ``parts`` once, with the earliest pass that found it, ordered by
+    (left, right).
 
     One in-place sort of a key holding the pair and, in its lowest digits, the pass: the first
-    key of each pair is its earliest pass. (An argsort by pass and a ``np.unique`` with indices
-    held about 120 bytes a pair at the peak: 5.5 GB for 44M pairs at 1M records; this holds
-    the key and the result.)
+    key of each pair is its earliest pass. The parts are written straight into the key, not
+    concatenated first. (An argsort by pass and a ``np.unique`` with indices held about 120
+    bytes a pair at the peak: 5.5 GB for 44M pairs at 1M records; this holds the key and the
+    result.)
     """
-    width = int(max(left.max(initial=0), right.max(initial=0))) + 1
-    kinds = max(len(names), int(pass_index.max(initial=0)) + 1, 1)
+    width = max((int(max(left.max(initial=0), right.max(initial=0))) for left, right, _ in parts), default=0) + 1
+    kinds = max([len(names), 1] + [int(np.max(p, initial=0)) + 1 for left, _, p in parts if len(left)])
     if width * width * kinds >= 2**63:  # too many records for one int64 key
+        left, right = (np.concatenate([part[k] for part in parts]) for k in (0, 1))
+        pass_index = np.concatenate([np.broadcast_to(np.int16(p), len(a)) for a, _, p in parts]).astype(np.int16)
         order = np.argsort(pass_index, kind="stable")
         left, right, pass_index = left[order], right[order], pass_index[order]
         _, first = np.unique(left * width + right, return_index=True)
         return CandidatePairs(left[first], right[first], pass_index[first], names, counts)
-    key = (left.astype(np.int64) * width + right) * kinds + pass_index
+    key = np.empty(sum(len(left) for left, _, _ in parts), dtype=np.int64)
+    at = 0
+    for left, right, p in parts:
+        part = key[at : at + len(left)]
+        np.multiply(left, np.int64(width), out=part)  # in int64 whatever the rows' dtype
+        part += right
+        part *= kinds
+        part += p
+        at += len(left)
+    return _first_of_keys(key, width, kinds, names, counts)
+
+
+def _first_of_keys(key: np.ndarray, width: int, kinds: int, names, counts) -> CandidatePairs:
+    """The first pass of each pair, from keys ``(left * width + right) * kinds + pass`` (sorted in place)."""
     key.sort(kind="stable")  # timsort: the passes' pairs arrive as sorted runs
     pairs, passes = np.divmod(key[_run_starts(key // kinds)], kinds)
     return CandidatePairs(
@@ -462,25 +532,30 @@ def has_embedding_pass(config: DedupConfig) -> bool:
     return any(isinstance(p, EmbeddingPass) for p in config.passes)
 
 
-def add_embedding_passes(pairs: CandidatePairs, config: DedupConfig, vectors: np.ndarray) -> CandidatePairs:
-    """Add the embedding passes' pairs to rule-pass candidates, keeping config order for ties."""
-    if not has_embedding_pass(config):
-        return pairs
+def embedding_neighbours(config: DedupConfig, vectors: np.ndarray) -> dict[int, CandidatePairs]:
+    """Each embedding pass's pairs (by its position in ``config.passes``): the search alone, so
+    a caller can let the vectors go before the union (``with_found``)."""
     frame = pd.DataFrame(index=pd.RangeIndex(len(vectors)))
-    lefts, rights, passes = [pairs.left], [pairs.right], [pairs.pass_index]
-    counts = list(pairs.pass_counts)
+    found = {}
     for i, p in enumerate(config.passes):
         if isinstance(p, EmbeddingPass):
             indexer = recordlinkage.Index()
             indexer.add(EmbeddingNeighbours(vectors, p.k, p.min_similarity, method=p.method))
-            found = union_pairs([_index_arrays(indexer.index(frame))], (p.name,))
-            lefts.append(found.left)
-            rights.append(found.right)
-            passes.append(np.full(len(found), i, dtype=np.int16))
-            counts[i] = len(found)
-    return _first_pass(
-        np.concatenate(lefts), np.concatenate(rights), np.concatenate(passes), pairs.pass_names, tuple(counts)
-    )
+            found[i] = union_pairs([_index_arrays(indexer.index(frame))], (p.name,))
+    return found
+
+
+def with_found(pairs: CandidatePairs, config: DedupConfig, found: dict[int, CandidatePairs]) -> CandidatePairs:
+    """Rule-pass candidates plus the embedding passes' (``embedding_neighbours``), each pair
+    once with the first pass in config order that found it."""
+    if not found:
+        return pairs
+    parts: list[Part] = [(pairs.left, pairs.right, pairs.pass_index)]
+    counts = list(pairs.pass_counts)
+    for i, pass_pairs in found.items():
+        parts.append((pass_pairs.left, pass_pairs.right, i))
+        counts[i] = len(pass_pairs)
+    return _first_pass(parts, pairs.pass_names, tuple(counts))
 
 
 def found_by_embedding(pairs: CandidatePairs, config: DedupConfig) -> np.ndarray:
@@ -490,13 +565,14 @@ def found_by_embedding(pairs: CandidatePairs, config: DedupConfig) -> np.ndarray
 
 def with_neighbours(rule_pairs: CandidatePairs, searched: CandidatePairs, config: DedupConfig) -> CandidatePairs:
     """``rule_pairs`` plus the embedding passes' pairs of ``searched`` (the output of
-    ``add_embedding_passes`` over the same records, on a subset of those rule pairs): what
-    ``add_embedding_passes(rule_pairs, ...)`` gives, without searching the neighbours again."""
+    ``with_found`` over the same records, on a subset of those rule pairs): what
+    ``with_found(rule_pairs, ...)`` gives, without searching the neighbours again."""
     found = found_by_embedding(searched, config)
     return _first_pass(
-        np.concatenate([rule_pairs.left, searched.left[found]]),
-        np.concatenate([rule_pairs.right, searched.right[found]]),
-        np.concatenate([rule_pairs.pass_index, searched.pass_index[found]]),
+        [
+            (rule_pairs.left, rule_pairs.right, rule_pairs.pass_index),
+            (searched.left[found], searched.right[found], searched.pass_index[found]),
+        ],
         rule_pairs.pass_names,
         searched.pass_counts,  # every pass's own count: the rule passes' came with the sample
     )

@@ -16,6 +16,7 @@ stage and a rerun on unchanged input reuses them. Pieces exchange file paths onl
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import shutil
@@ -67,8 +68,26 @@ class InProcess:
         self.threads = threads
 
     def map(self, stage: str, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
+        results = []
         with limited(self.threads or share()):
-            return [fn(*args) for args in calls]
+            for args in calls:
+                results.append(fn(*args))
+                give_back_freed_memory()
+        return results
+
+
+def give_back_freed_memory() -> None:
+    """Return the C heap's freed pages to the system, between pieces (glibc's ``malloc_trim``).
+
+    A piece's arrays are freed when it returns, but glibc keeps their pages for reuse, so the
+    next piece's peak stacks on memory nobody uses: at 1M records the process kept 0.6-0.9 GB
+    after training, each encode piece and the neighbour search (2,359 -> 1,498 MB after the
+    train piece). Without glibc this does nothing.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _one(executor: Executor, stage: str, fn: Callable[..., T], *args: Any) -> T:
@@ -174,7 +193,6 @@ def score(
             "score",
             parts.complete_candidates,
             config,
-            model,
             str(candidates),
             embeddings,
             where,

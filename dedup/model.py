@@ -22,10 +22,11 @@ import torch
 from dedup import __version__
 from dedup.blocking import (
     CandidatePairs,
-    add_embedding_passes,
+    embedding_neighbours,
     found_by_embedding,
     has_embedding_pass,
     record_vectors,
+    with_found,
     with_neighbours,
 )
 from dedup.combiner import Combiner
@@ -189,7 +190,10 @@ class DedupModel:
         """The full candidate pairs: rule passes plus this model's embedding neighbours."""
         if not has_embedding_pass(self.config):
             return rule_pairs
-        return add_embedding_passes(rule_pairs, self.config, record_vectors(embeddings))
+        vectors = record_vectors(embeddings)
+        found = embedding_neighbours(self.config, vectors)
+        del vectors  # 2 GB at 1M records, not needed for the union
+        return with_found(rule_pairs, self.config, found)
 
     def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
         return {

@@ -28,11 +28,14 @@ import polars as pl
 from dedup.blocking import (
     CandidatePairs,
     EmbeddingPass,
+    embedding_neighbours,
     estimate_pass,
     has_embedding_pass,
     pass_allowed,
+    record_vectors,
     run_pass,
     union_pairs,
+    with_found,
 )
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig
@@ -89,21 +92,30 @@ def block_part(
 
 def merge_blocks(config: DedupConfig, part_paths: list[str | Path], dest: str | Path) -> Path:
     """Union the pieces into ``dest/candidates.parquet`` (each pair once, with its first pass)."""
-    by_pass: dict[int, list[pl.DataFrame]] = {i: [] for i in range(len(config.passes))}
+    by_pass: dict[int, list[Path]] = {i: [] for i in range(len(config.passes))}
     largest: dict[int, int] = {}
     skipped: dict[int, str] = {}
     for path in map(Path, part_paths):
         pass_index = int(path.stem.split("-")[1])
-        by_pass[pass_index].append(pl.read_parquet(path))
+        by_pass[pass_index].append(path)
         side = json.loads(path.with_suffix(".json").read_text())
         largest[pass_index] = side["largest_block"]
         if side.get("skipped"):
             skipped[pass_index] = side["skipped"]
-    per_pass = []
-    for i in range(len(config.passes)):
-        frame = pl.concat(by_pass[i]) if by_pass[i] else pl.DataFrame({"left": [], "right": []})
-        per_pass.append((frame["left"].to_numpy().astype(np.int64), frame["right"].to_numpy().astype(np.int64)))
-    pairs = union_pairs(per_pass, tuple(p.name for p in config.passes))
+
+    def one_pass(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        frame = pl.concat([pl.read_parquet(p) for p in paths]) if paths else pl.DataFrame({"left": [], "right": []})
+        return frame["left"].to_numpy().astype(np.int64), frame["right"].to_numpy().astype(np.int64)
+
+    # read a pass at a time (the union keeps each as its keys): at 1M records holding every
+    # pass's pieces while uniting them was the block stage's peak
+    files = [p for paths in by_pass.values() for p in paths]
+    width = 1
+    if files:
+        top = pl.scan_parquet(files).select(pl.max_horizontal(pl.col("left").max(), pl.col("right").max()))
+        width += int(top.collect().item() or 0)
+    per_pass = (one_pass(by_pass[i]) for i in range(len(config.passes)))
+    pairs = union_pairs(per_pass, tuple(p.name for p in config.passes), width)
     return save_candidates(
         pairs,
         Path(dest),
@@ -253,7 +265,6 @@ def save_embeddings(embeddings: FieldEmbeddings, target: Path) -> Path:
 
 def complete_candidates(
     config: DedupConfig,
-    model_dir: str | Path,
     candidates: str | Path,
     embeddings: list[str | Path],
     dest: str | Path,
@@ -267,9 +278,13 @@ def complete_candidates(
         return Path(candidates)
     if known is not None and Path(known).is_file():
         return copy_candidates(known, Path(dest))
-    model = DedupModel.load(model_dir, expect=config)
-    pairs = model.candidates(load_candidates(candidates), load_embeddings(embeddings, config.field_names))
-    return save_candidates(pairs, Path(dest))
+    # what ``DedupModel.candidates`` does, in an order that holds less at once (2 GB less at 1M
+    # records): the field tables go once the record vectors are joined, the vectors once the
+    # neighbours are found, and the rule passes' pairs are read only for the union
+    vectors = record_vectors(load_embeddings(embeddings, config.field_names))
+    found = embedding_neighbours(config, vectors)
+    del vectors
+    return save_candidates(with_found(load_candidates(candidates), config, found), Path(dest))
 
 
 # ---- score ----------------------------------------------------------------------------------

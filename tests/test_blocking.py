@@ -14,10 +14,13 @@ from dedup.blocking import (
     block,
     estimate_pass,
     key_values,
+    record_vectors,
     run_pass,
     union_pairs,
+    with_found,
 )
 from dedup.config import DedupConfig, KeyExpression, parse_config
+from dedup.encoder import FieldEmbeddings
 from dedup.errors import BlockingError
 from dedup.normalise import normalise_fields
 
@@ -98,14 +101,16 @@ def test_union_pairs_deduplicates_reversed_and_self_pairs() -> None:
     assert list(zip(pairs.left, pairs.right, strict=True)) == [(1, 2)]
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "iterator-with-width"])
 @pytest.mark.parametrize("offset", [0, 3_000_000_000], ids=["one-int64-key", "rows-too-large-for-one-key"])
-def test_union_of_many_passes_is_each_pair_once_with_its_earliest_pass(offset: int) -> None:
+def test_union_of_many_passes_is_each_pair_once_with_its_earliest_pass(offset: int, streamed: bool) -> None:
     """Against a plain reference: distinct unordered pairs, the earliest pass that found each,
-    ordered by (left, right); each pass's count is its own distinct pairs."""
+    ordered by (left, right); each pass's count is its own distinct pairs. Passes given one at a
+    time (an iterator, with the width up front) give the same."""
     rng = np.random.default_rng(7)
     per_pass = [(rng.integers(0, 300, n) + offset, rng.integers(0, 300, n) + offset) for n in (2000, 50, 3000, 0, 800)]
     names = tuple(f"p{i}" for i in range(len(per_pass)))
-    pairs = union_pairs(per_pass, names)
+    pairs = union_pairs(iter(per_pass), names, offset + 300) if streamed else union_pairs(per_pass, names)
     earliest: dict[tuple[int, int], int] = {}
     counts = []
     for i, (a, b) in enumerate(per_pass):
@@ -264,3 +269,53 @@ def test_key_slices_mean_what_they_mean_in_python(expression: str) -> None:
     got = key_values(records, normalise_fields(records, config), key).to_list()
     python_slice = slice(key.start, key.stop)
     assert got == [(v[python_slice] or None) if v is not None else None for v in values]
+
+
+def test_record_vectors_filled_in_blocks_are_the_joined_fields_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of records (7 here, so blocks end mid-table) give what joining every field and
+    ``np.linalg.norm`` give, bit for bit; a record with every field null stays zero."""
+    import dedup.blocking
+
+    rng = np.random.default_rng(5)
+    tables, codes = {}, {}
+    for field, (distinct, width) in {"name": (9, 4), "city": (4, 3), "email": (30, 5)}.items():
+        table = rng.normal(size=(distinct + 1, width)).astype(np.float32)
+        table /= np.linalg.norm(table, axis=1, keepdims=True)
+        table[0] = 0.0  # the null row
+        tables[field], codes[field] = table, rng.integers(0, distinct + 1, size=40).astype(np.int32)
+    for field in codes:
+        codes[field][3] = 0
+    embeddings = FieldEmbeddings(tables, codes)
+    joined = np.concatenate([embeddings.dense(f) for f in embeddings.fields], axis=1)
+    expected = joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
+
+    monkeypatch.setattr(dedup.blocking, "VECTOR_ROWS", 7)
+    vectors = record_vectors(embeddings)
+    assert vectors.dtype == np.float32 and vectors.shape == (40, 12)
+    assert np.array_equal(vectors, expected)
+    assert not vectors[3].any()
+
+
+def test_found_neighbours_join_the_rule_pairs_once_with_their_first_pass() -> None:
+    """Row positions past 46,341 (their keys overflow 32 bits) in int32 arrays: the union is
+    still computed in int64. A pair both kinds of pass found keeps the earlier pass."""
+    config = parse_config("id_column: id\nfields: {name: name}\nblocking: [[name], {embedding: {k: 2}}, [name]]")
+    big = 70_000
+    rules = CandidatePairs(
+        np.array([1, 5, big], dtype=np.int32),
+        np.array([2, big, big + 1], dtype=np.int32),
+        np.array([0, 2, 0], dtype=np.int16),
+        tuple(p.name for p in config.passes),
+        (2, 0, 1),
+    )
+    found = {
+        1: CandidatePairs(np.array([0, 5], np.int64), np.array([1, big], np.int64), np.zeros(2, np.int16), ("e",), (2,))
+    }
+    pairs = with_found(rules, config, found)
+    assert list(zip(pairs.left.tolist(), pairs.right.tolist(), pairs.pass_index.tolist(), strict=True)) == [
+        (0, 1, 1),
+        (1, 2, 0),
+        (5, big, 1),
+        (big, big + 1, 0),
+    ]
+    assert pairs.pass_counts == (2, 2, 1) and pairs.left.dtype == np.int64

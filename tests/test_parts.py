@@ -10,6 +10,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
+import dedup.model
 from dedup import parts
 from dedup.blocking import block
 from dedup.clustering import cluster_records
@@ -136,16 +137,18 @@ def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_ar
     rules = parts.block_part(febrl1_file, with_embedding, 0, 0, 1, tmp_path / "blocks")
     candidates = parts.merge_blocks(with_embedding, [rules], tmp_path)
     searches: list[int] = []
-    search = parts.DedupModel.candidates
-    monkeypatch.setattr(parts.DedupModel, "candidates", lambda self, *a: searches.append(1) or search(self, *a))
+    search = parts.embedding_neighbours
+    counted = lambda *a: searches.append(1) or search(*a)  # noqa: E731
+    monkeypatch.setattr(parts, "embedding_neighbours", counted)  # the score stage's search
+    monkeypatch.setattr(dedup.model, "embedding_neighbours", counted)  # training's (DedupModel.candidates)
 
     model_dir = parts.train_part(febrl1_file, with_embedding, candidates, tmp_path / "train" / "model")
     assert len(searches) == 2  # the provisional and the final encoder's neighbours, in training
     known = parts.neighbours_dir(model_dir) / "candidates.parquet"
     embeddings = [str(parts.encode_part(febrl1_file, with_embedding, model_dir, 0, records.height, tmp_path / "emb"))]
-    reused = parts.complete_candidates(with_embedding, model_dir, candidates, embeddings, tmp_path / "s1", known)
+    reused = parts.complete_candidates(with_embedding, candidates, embeddings, tmp_path / "s1", known)
     assert len(searches) == 2 and reused == tmp_path / "s1" / "candidates.parquet"  # scoring searched nothing
-    searched = parts.complete_candidates(with_embedding, model_dir, candidates, embeddings, tmp_path / "s2")
+    searched = parts.complete_candidates(with_embedding, candidates, embeddings, tmp_path / "s2")
     assert len(searches) == 3
     a, b = load_candidates(reused), load_candidates(searched)  # and the search would find the same
     assert np.array_equal(a.left, b.left) and np.array_equal(a.right, b.right)

@@ -6,7 +6,7 @@ import torch
 
 from dedup.config import FieldKind, TrainingConfig
 from dedup.encoder import SiameseEncoder, encode_field
-from dedup.training import contrastive_loss, field_examples, train_encoder
+from dedup.training import Adam, contrastive_loss, field_examples, train_encoder
 
 
 def test_contrastive_loss_by_hand() -> None:
@@ -15,6 +15,30 @@ def test_contrastive_loss_by_hand() -> None:
     y = torch.tensor([1.0, 0.0])
     # positive: d^2 = 2; negative: max(1.5 - 1.414, 0)^2 = 0.0074; mean of the two
     assert torch.isclose(contrastive_loss(a, b, y, margin=1.5), torch.tensor((2 + (1.5 - 2**0.5) ** 2) / 2))
+
+
+def test_adam_steps_exactly_as_torchs_fused_adam() -> None:
+    """Bit for bit, a parameter that gets no gradient in some steps included (both skip it)."""
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(3)
+        return torch.nn.ModuleDict({"a": torch.nn.EmbeddingBag(50, 8, mode="mean"), "b": torch.nn.Linear(8, 3)})
+
+    ours, theirs = model(), model()
+    mine, reference = Adam(ours.parameters(), lr=0.05), torch.optim.Adam(theirs.parameters(), lr=0.05, fused=True)
+    rng = np.random.default_rng(0)
+    for step in range(6):
+        ids = torch.from_numpy(rng.integers(0, 50, size=(16, 4)))
+        for net, optimiser in ((ours, mine), (theirs, reference)):
+            optimiser.zero_grad()
+            out = net["a"](ids)
+            if step % 3 != 1:  # every third step leaves the linear layer without a gradient
+                out = net["b"](out)
+            out.pow(2).sum().backward()
+            optimiser.step()
+        for x, y in zip(ours.parameters(), theirs.parameters(), strict=True):
+            assert torch.equal(x, y)
+    assert not torch.equal(ours["b"].weight, model()["b"].weight)  # the steps did move it
 
 
 def test_training_makes_typos_closer_than_other_names(febrl1: pl.DataFrame) -> None:
