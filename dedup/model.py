@@ -22,11 +22,9 @@ import torch
 from dedup import __version__
 from dedup.blocking import (
     CandidatePairs,
-    embedding_neighbours,
     found_by_embedding,
     has_embedding_pass,
-    record_vectors,
-    with_found,
+    with_embedding_passes,
     with_neighbours,
 )
 from dedup.combiner import Combiner
@@ -190,10 +188,7 @@ class DedupModel:
         """The full candidate pairs: rule passes plus this model's embedding neighbours."""
         if not has_embedding_pass(self.config):
             return rule_pairs
-        vectors = record_vectors(embeddings)
-        found = embedding_neighbours(self.config, vectors)
-        del vectors  # 2 GB at 1M records, not needed for the union
-        return with_found(rule_pairs, self.config, found)
+        return with_embedding_passes(self.config, lambda: rule_pairs, lambda: embeddings)
 
     def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
         return {

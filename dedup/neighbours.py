@@ -91,10 +91,12 @@ def _approximate(
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, lists, faiss.METRIC_L2)
     index.cp.seed = seed
     index.train(pca.apply(sample))
-    index.add(pca.apply(base))
+    reduced_base = pca.apply(base)
+    index.add(reduced_base)
     index.nprobe = min(NPROBE, lists)
     wanted = min(OVERSAMPLE * k + (1 if exclude_self else 0), len(base))
-    reduced_queries = pca.apply(queries)
+    reduced_queries = reduced_base if exclude_self else pca.apply(queries)  # the base asks: projected once
+    del reduced_base
     lefts, rights = [], []
     step = 8192  # queries per faiss search
     # one buffer for every block's gathered candidates: a fresh 16 MB block per 256 queries sits

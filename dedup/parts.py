@@ -28,14 +28,12 @@ import polars as pl
 from dedup.blocking import (
     CandidatePairs,
     EmbeddingPass,
-    embedding_neighbours,
     estimate_pass,
     has_embedding_pass,
     pass_allowed,
-    record_vectors,
     run_pass,
     union_pairs,
-    with_found,
+    with_embedding_passes,
 )
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig
@@ -278,13 +276,10 @@ def complete_candidates(
         return Path(candidates)
     if known is not None and Path(known).is_file():
         return copy_candidates(known, Path(dest))
-    # what ``DedupModel.candidates`` does, in an order that holds less at once (2 GB less at 1M
-    # records): the field tables go once the record vectors are joined, the vectors once the
-    # neighbours are found, and the rule passes' pairs are read only for the union
-    vectors = record_vectors(load_embeddings(embeddings, config.field_names))
-    found = embedding_neighbours(config, vectors)
-    del vectors
-    return save_candidates(with_found(load_candidates(candidates), config, found), Path(dest))
+    pairs = with_embedding_passes(
+        config, lambda: load_candidates(candidates), lambda: load_embeddings(embeddings, config.field_names)
+    )
+    return save_candidates(pairs, Path(dest))
 
 
 # ---- score ----------------------------------------------------------------------------------

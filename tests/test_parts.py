@@ -10,7 +10,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-import dedup.model
+import dedup.blocking
 from dedup import parts
 from dedup.blocking import block
 from dedup.clustering import cluster_records
@@ -137,10 +137,8 @@ def test_training_on_every_record_leaves_the_scoring_candidates_so_neighbours_ar
     rules = parts.block_part(febrl1_file, with_embedding, 0, 0, 1, tmp_path / "blocks")
     candidates = parts.merge_blocks(with_embedding, [rules], tmp_path)
     searches: list[int] = []
-    search = parts.embedding_neighbours
-    counted = lambda *a: searches.append(1) or search(*a)  # noqa: E731
-    monkeypatch.setattr(parts, "embedding_neighbours", counted)  # the score stage's search
-    monkeypatch.setattr(dedup.model, "embedding_neighbours", counted)  # training's (DedupModel.candidates)
+    search = dedup.blocking.embedding_neighbours
+    monkeypatch.setattr(dedup.blocking, "embedding_neighbours", lambda *a: searches.append(1) or search(*a))
 
     model_dir = parts.train_part(febrl1_file, with_embedding, candidates, tmp_path / "train" / "model")
     assert len(searches) == 2  # the provisional and the final encoder's neighbours, in training
