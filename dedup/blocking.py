@@ -471,7 +471,9 @@ def _first_pass(parts: list[Part], names: tuple[str, ...], counts: tuple[int, ..
     return _first_of_keys(key, width, kinds, names, counts)
 
 
-def _first_of_keys(key: np.ndarray, width: int, kinds: int, names, counts) -> CandidatePairs:
+def _first_of_keys(
+    key: np.ndarray, width: int, kinds: int, names: tuple[str, ...], counts: tuple[int, ...]
+) -> CandidatePairs:
     """The first pass of each pair, from keys ``(left * width + right) * kinds + pass`` (sorted in place)."""
     key.sort(kind="stable")  # timsort: the passes' pairs arrive as sorted runs
     pairs, passes = np.divmod(key[_run_starts(key // kinds)], kinds)
