@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
+from dedup import graph
 from dedup.config import parse_config
 from dedup.graph import InProcess, Partitioning, deduplicate
 from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
@@ -81,3 +85,39 @@ def test_a_rerun_after_a_failure_resumes_from_the_finished_stages(
     report = deduplicate(febrl1_file, config, tmp_path / "out")
     assert calls == ["train"]  # the finished training was reused
     assert report["counts"]["records"] == 1000 and (tmp_path / "out" / "model" / "meta.json").is_file()
+
+
+def _rss_mb() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) // 1024
+
+
+def _fragmenting_piece() -> tuple[list[np.ndarray], int]:
+    """Frees 400 MB of 4 KB heap blocks as holes among blocks it keeps; the RSS it leaves."""
+    blocks = [np.ones(512) for _ in range(100_000)]
+    kept = blocks[::100]  # every hundredth stays: the freed ones are holes, not the heap's top
+    del blocks
+    return kept, _rss_mb()
+
+
+def _has_malloc_trim() -> bool:
+    try:
+        return hasattr(ctypes.CDLL(None), "malloc_trim")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not (Path("/proc/self/status").exists() and _has_malloc_trim()), reason="glibc and /proc only")
+def test_the_in_process_runner_gives_freed_heap_pages_back_after_a_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``malloc_trim`` glibc keeps the holes a piece freed (400 MB here), and the next
+    piece's peak stacks on them; with it they go back when the piece returns."""
+    trim = graph.give_back_freed_memory
+    monkeypatch.setattr(graph, "give_back_freed_memory", lambda: None)
+    [(kept, left)] = InProcess(threads=1).map("test", _fragmenting_piece, [()])
+    assert left - _rss_mb() < 100 and len(kept) == 1000  # the premise: the holes stay without a trim
+    del kept
+    trim()
+
+    monkeypatch.setattr(graph, "give_back_freed_memory", trim)
+    [(kept, left)] = InProcess(threads=1).map("test", _fragmenting_piece, [()])
+    assert left - _rss_mb() > 300 and len(kept) == 1000  # the kept blocks are still held
