@@ -406,22 +406,14 @@ def _distinct_keys(a: np.ndarray, b: np.ndarray, i: int, width: int, kinds: int)
 
 
 def _union_by_columns(per_pass: list[tuple[np.ndarray, np.ndarray]], names: tuple[str, ...]) -> CandidatePairs:
-    """``union_pairs`` for record counts too large for one int64 key per pair and pass."""
-    counts: list[int] = []
-    lefts, rights, passes = [], [], []
+    """``union_pairs`` for record counts too large for one int64 key per pair and pass: each
+    pass's distinct pairs (its key without the pass digit), then ``_first_pass``'s own way."""
+    parts: list[Part] = []
     for i, (a, b) in enumerate(per_pass):
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        keep = lo != hi
-        lo, hi = lo[keep], hi[keep]
-        if len(lo):
-            width = int(hi.max()) + 1
-            code = _distinct(lo.astype(np.int64) * width + hi)
-            lo, hi = code // width, code % width
-        counts.append(int(lo.shape[0]))
-        lefts.append(lo)
-        rights.append(hi)
-        passes.append(np.full(lo.shape[0], i, dtype=np.int16))
-    return _first_pass(list(zip(lefts, rights, passes, strict=True)), names, tuple(counts))
+        width = int(max(a.max(initial=0), b.max(initial=0))) + 1
+        code = _distinct_keys(a, b, 0, width, 1)
+        parts.append((code // width, code % width, i))
+    return _first_pass(parts, names, tuple(len(left) for left, _, _ in parts))
 
 
 def _distinct(codes: np.ndarray) -> np.ndarray:
