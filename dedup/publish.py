@@ -57,9 +57,16 @@ def new_generation(output: str | Path) -> Path:
     """An empty directory for this run's result, invisible to readers until :func:`switch`."""
     root = Path(output) / GENERATIONS
     root.mkdir(parents=True, exist_ok=True)
-    path = root / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    path.mkdir()
-    return path
+    now = time.time()  # microseconds, so one process's runs in one second get names of their own
+    stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(now))}.{int(now % 1 * 1e6):06d}-{os.getpid()}"
+    for attempt in range(1000):
+        path = root / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:  # a clock that stood still or went back
+            continue
+        return path
+    raise FileExistsError(f"{root}: no free generation name for {stamp}")
 
 
 def publish_generation(output: str | Path, build: Callable[[Path], None]) -> Path:

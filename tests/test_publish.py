@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dedup.publish import CURRENT, GENERATIONS, remove_leftovers, run_dir, switch
+from dedup.publish import CURRENT, GENERATIONS, publish_generation, remove_leftovers, run_dir, switch
 
 # every named step of publishing (dedup/report.py publish, dedup/publish.py switch), in order
 DEDUP = str(Path(sys.executable).with_name("dedup"))
@@ -173,3 +173,16 @@ def test_an_output_of_an_older_version_becomes_links(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / GENERATIONS).iterdir()) == ["g2"]
     remove_leftovers(out)
     assert (out / "report.json").read_text() == "later"
+
+
+def test_two_results_published_in_one_second_by_one_process_both_switch_in(tmp_path: Path) -> None:
+    """A generation's name has a one-second stamp and the pid; an update right after a run (one
+    process, same second) gets a name of its own instead of failing on the current one's."""
+    out = tmp_path / "out"
+    names = []
+    for text in ("first", "second", "third"):
+        generation = publish_generation(out, lambda g, text=text: (g / "report.json").write_text(text))
+        names.append(generation.name)
+        assert run_dir(out) == generation and (out / "report.json").read_text() == text
+    assert len(set(names)) == 3
+    assert sorted(p.name for p in (out / GENERATIONS).iterdir()) == [names[-1]]
