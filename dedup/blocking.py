@@ -35,7 +35,7 @@ from dedup.config import (
 )
 from dedup.errors import BlockingError
 from dedup.frequencies import words
-from dedup.neighbours import nearest_neighbours
+from dedup.neighbours import RecordVectors, nearest_neighbours, stack_tables
 from dedup.normalise import normalise_expr
 
 if TYPE_CHECKING:
@@ -299,7 +299,8 @@ class RareWords(BaseIndexAlgorithm):
 class EmbeddingNeighbours(BaseIndexAlgorithm):
     """recordlinkage index algorithm: each record's ``k`` nearest neighbours by cosine.
 
-    ``vectors`` holds one unit-norm vector per row position (``record_vectors``); the frames
+    ``vectors`` holds one unit-norm vector per row position (``record_vectors``, or ``vectors_of``
+    to gather them from the field tables as the search goes); the frames
     passed to ``index`` are indexed by row position, as in ``run_pass``. Exact top-k in chunks of
     queries with torch matrix products up to 20,000 records, approximate (PCA + faiss IVF,
     re-ranked exactly) above: see ``dedup.neighbours``. No loop per record.
@@ -307,7 +308,7 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
 
     def __init__(
         self,
-        vectors: np.ndarray,
+        vectors: np.ndarray | RecordVectors,
         k: int = 10,
         min_similarity: float | None = None,
         chunk: int = 2048,
@@ -339,10 +340,21 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
         """The rows' vectors; every row's is ``vectors`` itself, not a copy (2 GB at 1M records)."""
         if len(rows) == len(self.vectors) and np.array_equal(rows, np.arange(len(rows))):
             return self.vectors
-        return self.vectors[rows]
+        return self.vectors.take(rows) if isinstance(self.vectors, RecordVectors) else self.vectors[rows]
 
 
-VECTOR_ROWS = 65536  # records per block while ``record_vectors`` fills and normalises
+def vectors_of(embeddings: FieldEmbeddings) -> RecordVectors:
+    """Every record's unit vector (``record_vectors``), gathered from the field tables when the
+    search asks: the tables and a length per record are all it holds (a quarter of the 2 GB the
+    vectors take at 1M records).
+
+    The tables are stacked into one array for the search's gathers, and ``embeddings`` then
+    reads its tables from that array (views, the same values): training keeps its embeddings
+    after the search, and would otherwise hold every table twice.
+    """
+    fields = embeddings.fields
+    stacked = stack_tables(embeddings.tables)
+    return RecordVectors.measure([embeddings.tables[f] for f in fields], [embeddings.codes[f] for f in fields], stacked)
 
 
 def record_vectors(embeddings: FieldEmbeddings) -> np.ndarray:
@@ -354,19 +366,7 @@ def record_vectors(embeddings: FieldEmbeddings) -> np.ndarray:
     block computes what ``np.linalg.norm(axis=1)`` computes for its rows, so the vectors are
     the same.
     """
-    fields = embeddings.fields
-    n = len(embeddings.codes[fields[0]]) if fields else 0
-    widths = [embeddings.tables[f].shape[1] for f in fields]
-    joined = np.empty((n, sum(widths)), dtype=np.float32)
-    for start in range(0, n, VECTOR_ROWS):
-        block = joined[start : start + VECTOR_ROWS]
-        column = 0
-        for f, width in zip(fields, widths, strict=True):
-            block[:, column : column + width] = embeddings.tables[f][embeddings.codes[f][start : start + VECTOR_ROWS]]
-            column += width
-        norms = np.sqrt(np.add.reduce(block * block, axis=1, keepdims=True))
-        block /= np.maximum(norms, 1e-12)
-    return joined
+    return vectors_of(embeddings).dense()
 
 
 def union_pairs(
@@ -526,7 +526,7 @@ def has_embedding_pass(config: DedupConfig) -> bool:
     return any(isinstance(p, EmbeddingPass) for p in config.passes)
 
 
-def embedding_neighbours(config: DedupConfig, vectors: np.ndarray) -> dict[int, CandidatePairs]:
+def embedding_neighbours(config: DedupConfig, vectors: np.ndarray | RecordVectors) -> dict[int, CandidatePairs]:
     """Each embedding pass's pairs (by its position in ``config.passes``): the search alone, so
     a caller can let the vectors go before the union (``with_found``)."""
     frame = pd.DataFrame(index=pd.RangeIndex(len(vectors)))
@@ -548,7 +548,7 @@ def with_embedding_passes(
     once (2 GB less at 1M records than all together): the record vectors are joined from the
     field tables, which can then go; the vectors go once the neighbours are found; only then are
     the rule pairs read, for the union."""
-    vectors = record_vectors(embeddings())
+    vectors = vectors_of(embeddings())
     found = embedding_neighbours(config, vectors)
     del vectors
     return with_found(rule_pairs(), config, found)

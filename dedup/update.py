@@ -36,9 +36,9 @@ from dedup.blocking import (
     estimate_pass,
     key_frame,
     pass_allowed,
-    record_vectors,
     run_pass,
     union_pairs,
+    vectors_of,
 )
 from dedup.charts import write_charts
 from dedup.clustering import cluster_frame, cluster_labels, confidence_sums, input_renames
@@ -372,8 +372,8 @@ def _block_changed(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass
 def _embedding_neighbours(embeddings: Embeddings, changed_rows: np.ndarray, p: EmbeddingPass) -> tuple:
     """The changed records' ``k`` nearest neighbours among all records (both directions: a changed
     record can also be among an unchanged one's nearest, which the full run would find)."""
-    vectors = record_vectors(embeddings.everyone())
-    left, right = nearest_neighbours(vectors[changed_rows], vectors, p.k + 1, p.min_similarity, method=p.method)
+    vectors = vectors_of(embeddings.everyone())  # gathered from the tables: the 1M vectors are 2 GB
+    left, right = nearest_neighbours(vectors.take(changed_rows), vectors, p.k + 1, p.min_similarity, method=p.method)
     left = changed_rows[left]
     keep = left != right
     return left[keep], right[keep]

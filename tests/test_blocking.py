@@ -17,6 +17,7 @@ from dedup.blocking import (
     record_vectors,
     run_pass,
     union_pairs,
+    vectors_of,
     with_found,
 )
 from dedup.config import DedupConfig, KeyExpression, parse_config
@@ -274,7 +275,7 @@ def test_key_slices_mean_what_they_mean_in_python(expression: str) -> None:
 def test_record_vectors_filled_in_blocks_are_the_joined_fields_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of records (7 here, so blocks end mid-table) give what joining every field and
     ``np.linalg.norm`` give, bit for bit; a record with every field null stays zero."""
-    import dedup.blocking
+    import dedup.neighbours
 
     rng = np.random.default_rng(5)
     tables, codes = {}, {}
@@ -289,11 +290,19 @@ def test_record_vectors_filled_in_blocks_are_the_joined_fields_normalised(monkey
     joined = np.concatenate([embeddings.dense(f) for f in embeddings.fields], axis=1)
     expected = joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)
 
-    monkeypatch.setattr(dedup.blocking, "VECTOR_ROWS", 7)
+    monkeypatch.setattr(dedup.neighbours, "VECTOR_ROWS", 7)
     vectors = record_vectors(embeddings)
     assert vectors.dtype == np.float32 and vectors.shape == (40, 12)
     assert np.array_equal(vectors, expected)
     assert not vectors[3].any()
+    # gathered from the tables when asked for (the search's way): the same rows, bit for bit;
+    # the embeddings then read their tables from the one stacked array (views, not copies)
+    before = {f: t.copy() for f, t in embeddings.tables.items()}
+    rows = rng.permutation(40)[:25]
+    gathered = vectors_of(embeddings)
+    assert np.array_equal(gathered.take(rows), expected[rows])
+    assert all(np.array_equal(embeddings.tables[f], before[f]) for f in before)
+    assert all(np.shares_memory(t, gathered.table) for t in embeddings.tables.values())
 
 
 def test_found_neighbours_join_the_rule_pairs_once_with_their_first_pass() -> None:
