@@ -238,3 +238,30 @@ def test_the_inbox_flow_checks_its_arguments_before_prefect_starts(tmp_path: Pat
     assert done.stderr.strip().splitlines() == [
         f"update-inbox: error: {tmp_path / 'none'}: no clusters.parquet here; is this the output of `dedup run`?"
     ]
+
+
+@pytest.mark.parametrize("method", ["exact", "approximate"])
+def test_the_changed_records_embedding_neighbours_are_their_nearest_among_every_record(method: str) -> None:
+    """The update's embedding pass (record vectors gathered from the tables, never all held)
+    finds each changed record's k nearest among all records, as the joined vectors rank them."""
+    from dedup.blocking import record_vectors
+    from dedup.config import EmbeddingPass
+    from dedup.encoder import FieldEmbeddings
+    from dedup.update import Embeddings, _embedding_neighbours
+
+    rng = np.random.default_rng(7)
+    n, tables, codes = 3000, {}, {}
+    for field, distinct in (("name", 400), ("city", 50)):
+        table = rng.normal(size=(distinct + 1, 16)).astype(np.float32)
+        table /= np.linalg.norm(table, axis=1, keepdims=True)
+        table[0] = 0.0
+        tables[field], codes[field] = table, rng.integers(0, distinct + 1, size=n).astype(np.int32)
+    vectors = record_vectors(FieldEmbeddings(dict(tables), dict(codes)))
+    changed = np.array([3, 1200, 2999])
+    embeddings = Embeddings([], FieldEmbeddings(tables, codes), np.arange(n), linked=False)
+    left, right = _embedding_neighbours(embeddings, changed, EmbeddingPass(k=4, method=method))
+    similarity = vectors[changed] @ vectors.T
+    similarity[np.arange(len(changed)), changed] = -np.inf  # not its own neighbour
+    expected = {(int(changed[i]), int(j)) for i in range(len(changed)) for j in np.argsort(-similarity[i])[:4]}
+    found = set(zip(left.tolist(), right.tolist(), strict=True))
+    assert found == expected if method == "exact" else len(found & expected) >= 0.9 * len(expected)
