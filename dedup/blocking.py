@@ -315,7 +315,7 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
         method: str = "auto",
     ) -> None:
         super().__init__()
-        self.vectors, self.k, self.min_similarity, self.chunk = vectors, k, min_similarity, chunk
+        self.vectors, self.k, self.min_similarity, self.chunk = RecordVectors.of(vectors), k, min_similarity, chunk
         self.method = method
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
@@ -336,11 +336,11 @@ class EmbeddingNeighbours(BaseIndexAlgorithm):
     def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
         return self._link_index(df_a, df_a)
 
-    def _vectors_of(self, rows: np.ndarray) -> np.ndarray:
+    def _vectors_of(self, rows: np.ndarray) -> RecordVectors | np.ndarray:
         """The rows' vectors; every row's is ``vectors`` itself, not a copy (2 GB at 1M records)."""
         if len(rows) == len(self.vectors) and np.array_equal(rows, np.arange(len(rows))):
             return self.vectors
-        return self.vectors.take(rows) if isinstance(self.vectors, RecordVectors) else self.vectors[rows]
+        return self.vectors.take(rows)
 
 
 def vectors_of(embeddings: FieldEmbeddings) -> RecordVectors:

@@ -74,6 +74,16 @@ class RecordVectors:
             norms[start : start + len(block)] = np.sqrt(np.add.reduce(block * block, axis=1))
         return cls(table, rows, np.maximum(norms, np.float32(1e-12)), unit.widths)
 
+    @classmethod
+    def of(cls, vectors: np.ndarray | RecordVectors) -> RecordVectors:
+        """``vectors`` as they are, or an array of unit vectors read through the same interface
+        (its rows as one table, each record its own row, lengths of 1: ``take`` gives its rows)."""
+        if isinstance(vectors, RecordVectors):
+            return vectors
+        table = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = np.arange(len(table), dtype=np.int64 if len(table) >= 2**31 else np.int32)[:, None]
+        return cls(table, rows, np.ones(len(table), dtype=np.float32), (table.shape[1],))
+
     def __len__(self) -> int:
         return len(self.norms)
 
@@ -139,28 +149,19 @@ def nearest_neighbours(
     ``exclude_self``: queries and base are the same rows; a row is not its own neighbour.
     ``method``: ``exact``, ``approximate``, or ``auto`` (approximate above ``EXACT_LIMIT``).
     """
+    base = RecordVectors.of(base)
+    queries = base if exclude_self else RecordVectors.of(queries)
     k = min(k, len(base) - (1 if exclude_self else 0))
     if k <= 0 or len(queries) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     if method == "approximate" or (method == "auto" and len(base) > EXACT_LIMIT):
         return _approximate(queries, base, k, min_similarity, exclude_self, seed)
-    base = _dense(base)  # few enough records to hold
-    queries = base if exclude_self else _dense(queries)
-    return _exact(queries, base, k, min_similarity, chunk, exclude_self)
+    dense = base.dense()  # few enough records to hold
+    return _exact(dense if exclude_self else queries.dense(), dense, k, min_similarity, chunk, exclude_self)
 
 
-def _dense(vectors: np.ndarray | RecordVectors) -> np.ndarray:
-    return vectors.dense() if isinstance(vectors, RecordVectors) else np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def _rows(vectors: np.ndarray | RecordVectors, rows: np.ndarray) -> np.ndarray:
-    return vectors.take(rows) if isinstance(vectors, RecordVectors) else vectors[rows]
-
-
-def _projected(pca, vectors: np.ndarray | RecordVectors) -> np.ndarray:  # noqa: ANN001 (a faiss PCAMatrix)
-    """The PCA of every vector, a block at a time when they are gathered from field tables."""
-    if not isinstance(vectors, RecordVectors):
-        return pca.apply(vectors)
+def _projected(pca, vectors: RecordVectors) -> np.ndarray:  # noqa: ANN001 (a faiss PCAMatrix)
+    """The PCA of every vector, a block of records at a time."""
     out = np.empty((len(vectors), pca.d_out), dtype=np.float32)
     for start in range(0, len(vectors), VECTOR_ROWS):
         rows = np.arange(start, min(start + VECTOR_ROWS, len(vectors)))
@@ -191,8 +192,8 @@ def _exact(
 
 
 def _approximate(
-    queries: np.ndarray | RecordVectors,
-    base: np.ndarray | RecordVectors,
+    queries: RecordVectors,
+    base: RecordVectors,
     k: int,
     min_similarity: float | None,
     exclude_self: bool,
@@ -201,15 +202,9 @@ def _approximate(
     import faiss
 
     faiss.omp_set_num_threads(torch.get_num_threads())  # the share dedup.threads gave this piece
-    if not isinstance(base, RecordVectors):
-        base = np.ascontiguousarray(base, dtype=np.float32)
-    if exclude_self:
-        queries = base
-    elif not isinstance(queries, RecordVectors):
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    dim_in = base.dim if isinstance(base, RecordVectors) else base.shape[1]
-    sample = _rows(base, np.sort(rng.choice(len(base), size=min(len(base), TRAIN_SAMPLE), replace=False)))
+    dim_in = base.dim
+    sample = base.take(np.sort(rng.choice(len(base), size=min(len(base), TRAIN_SAMPLE), replace=False)))
     dim = min(REDUCED_DIM, dim_in)
     pca = faiss.PCAMatrix(dim_in, dim)
     pca.train(sample)
@@ -237,7 +232,7 @@ def _approximate(
         for sub in range(0, len(found), RERANK_STEP):
             part = found[sub : sub + RERANK_STEP]
             rows = np.arange(start + sub, start + sub + len(part))
-            left, right = _rerank(_rows(queries, rows), base, part, rows, k, min_similarity, exclude_self, gathered)
+            left, right = _rerank(queries.take(rows), base, part, rows, k, min_similarity, exclude_self, gathered)
             lefts.append(left)
             rights.append(right)
     return np.concatenate(lefts), np.concatenate(rights)
@@ -245,7 +240,7 @@ def _approximate(
 
 def _rerank(
     queries: np.ndarray,
-    base: np.ndarray | RecordVectors,
+    base: RecordVectors,
     found: np.ndarray,
     rows: np.ndarray,
     k: int,
@@ -262,10 +257,7 @@ def _rerank(
     q = torch.from_numpy(queries)
     with torch.inference_mode():
         candidates = gathered[: safe.size]
-        if isinstance(base, RecordVectors):
-            base.take(safe.ravel(), candidates.numpy())
-        else:
-            torch.index_select(torch.from_numpy(base), 0, torch.from_numpy(safe.ravel()), out=candidates)
+        base.take(safe.ravel(), candidates.numpy())
         sims = torch.bmm(candidates.view(len(q), safe.shape[1], -1), q.unsqueeze(2)).squeeze(2).numpy()
     sims = np.where(valid, sims, -np.inf)
     take = min(k, sims.shape[1])
