@@ -12,15 +12,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import polars as pl
-import recordlinkage
-from recordlinkage.base import BaseIndexAlgorithm
-from recordlinkage.index import SortedNeighbourhood
-from recordlinkage.preprocessing import phonetic
 
 from dedup.config import (
     DEFAULT_PAIRS_PER_RECORD,
@@ -70,6 +67,8 @@ def key_values(records: pl.DataFrame, normalised: pl.DataFrame, key: KeyExpressi
     else:
         base = records.select(normalise_expr(key.column, FieldKind.category)).to_series()
     if key.function is not None:
+        from recordlinkage.preprocessing import phonetic  # recordlinkage loads sklearn: only when needed
+
         codes = phonetic(base.to_pandas(use_pyarrow_extension_array=False), key.function)
         codes = codes.astype(object).where(codes.notna(), None)  # an all-null column comes back as float NaN
         base = pl.Series(key.column, codes.tolist(), dtype=pl.String)
@@ -179,11 +178,11 @@ def run_pass(
     empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
         return empty  # needs a trained encoder: see embedding_neighbours
+    from dedup import indexers  # recordlinkage loads sklearn (0.8 s): only when a pass runs
+
     if isinstance(p, TokenPass):
         frame = pd.DataFrame({"text": _field_values(records, normalised, p.field).to_pandas()})
-        indexer = recordlinkage.Index()
-        indexer.add(RareWords(p, part, parts))
-        return _index_arrays(indexer.index(frame))
+        return indexers.index_pairs(frame, indexers.RareWords(partial(rare_words, p=p), part, parts))
     frame = key_frame(records, normalised, p)
     if parts > 1:
         keys = [c for c in frame.columns if c != "_row"]
@@ -197,150 +196,13 @@ def run_pass(
     pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=False)
     pdf.index = pd.Index(frame["_row"].to_numpy().astype(np.int64))
     names = list(pdf.columns)
-    indexer = recordlinkage.Index()
     if isinstance(p, ExactPass):
-        indexer.add(KeyBlock())
+        algorithm = indexers.KeyBlock()
     elif len(names) == 1:
-        indexer.add(SortedNeighbourhood(left_on=names[0], window=p.window))
+        algorithm = indexers.sorted_neighbourhood(names[0], p.window)
     else:  # recordlinkage 0.16's own block_left_on fails under pandas 2
-        indexer.add(BlockedSortedNeighbourhood(names[0], names[1:], p.window))
-    return _index_arrays(indexer.index(pdf))
-
-
-class KeyBlock(BaseIndexAlgorithm):
-    """recordlinkage index algorithm: records equal on every column of the frame (``ExactPass``).
-
-    recordlinkage's own ``Block`` finds the same pairs with a pandas merge, which took 6 of
-    the 10 s that blocking 1M generated people took; this is a polars self-join. The frame's
-    index holds the row positions, its columns the keys (no nulls: ``key_frame`` drops them).
-    """
-
-    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        keys = pl.from_pandas(df_a.reset_index(drop=True)).with_row_index("_i")
-        names = [c for c in keys.columns if c != "_i"]
-        pairs = keys.join(keys, on=names, suffix="_r").filter(pl.col("_i") < pl.col("_i_r"))
-        rows = np.asarray(df_a.index, dtype=np.int64)
-        return pd.MultiIndex.from_arrays(
-            [rows[pairs["_i"].to_numpy().astype(np.int64)], rows[pairs["_i_r"].to_numpy().astype(np.int64)]]
-        )
-
-    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
-        raise NotImplementedError("key blocking links records within one table")
-
-
-class BlockedSortedNeighbourhood(BaseIndexAlgorithm):
-    """recordlinkage index algorithm: sorted neighbourhood inside blocks.
-
-    Within each group of equal ``block_on`` columns, records are candidates when their ``key``
-    values are at most ``(window - 1) / 2`` apart in the sorted list of the group's distinct
-    keys (recordlinkage's ``SortedNeighbourhood`` definition), found by joins on rank offsets.
-    """
-
-    def __init__(self, key: str, block_on: list[str], window: int) -> None:
-        super().__init__()
-        self.key, self.block_on, self.window = key, list(block_on), window
-
-    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        frame = pl.from_pandas(df_a[[self.key, *self.block_on]].reset_index(drop=True)).with_columns(
-            pl.Series("_row", np.asarray(df_a.index, dtype=np.int64)),
-            pl.col(self.key).rank("dense").over(self.block_on).cast(pl.Int64).alias("_rank"),
-        )
-        lefts, rights = [], []
-        for offset in range((self.window - 1) // 2 + 1):
-            shifted = frame.select(
-                *self.block_on, (pl.col("_rank") - offset).alias("_rank"), pl.col("_row").alias("_r")
-            )
-            joined = frame.join(shifted, on=[*self.block_on, "_rank"])
-            if offset == 0:
-                joined = joined.filter(pl.col("_row") < pl.col("_r"))
-            lefts.append(joined["_row"].to_numpy())
-            rights.append(joined["_r"].to_numpy())
-        return pd.MultiIndex.from_arrays([np.concatenate(lefts), np.concatenate(rights)])
-
-    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
-        raise NotImplementedError("sorted neighbourhood in blocks links records within one table")
-
-
-def _index_arrays(pairs: pd.MultiIndex) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.asarray(pairs.get_level_values(0), dtype=np.int64),
-        np.asarray(pairs.get_level_values(1), dtype=np.int64),
-    )
-
-
-class RareWords(BaseIndexAlgorithm):
-    """recordlinkage index algorithm: records sharing one of their rarest words (``TokenPass``).
-
-    The frame holds one normalised text column (``text``), indexed by row position. With
-    ``parts > 1`` only the words hashing to ``part`` are keys: every shared word lands in one
-    partition, so the partitions' pairs add up to the whole pass.
-    """
-
-    def __init__(self, settings: TokenPass, part: int = 0, parts: int = 1) -> None:
-        super().__init__()
-        self.settings, self.part, self.parts = settings, part, parts
-
-    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        values = pl.Series("text", df_a["text"].tolist(), dtype=pl.String)
-        keys = rare_words(values, self.settings)
-        if self.parts > 1:
-            keys = keys.filter(pl.col("word").hash(seed=0) % self.parts == self.part)
-        pairs = keys.join(keys, on="word", suffix="_r").filter(pl.col("row") < pl.col("row_r"))
-        pairs = pairs.select("row", "row_r").unique()
-        rows = np.asarray(df_a.index, dtype=np.int64)
-        return pd.MultiIndex.from_arrays(
-            [rows[pairs["row"].to_numpy().astype(np.int64)], rows[pairs["row_r"].to_numpy().astype(np.int64)]]
-        )
-
-    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
-        raise NotImplementedError("token blocking links records within one table")
-
-
-class EmbeddingNeighbours(BaseIndexAlgorithm):
-    """recordlinkage index algorithm: each record's ``k`` nearest neighbours by cosine.
-
-    ``vectors`` holds one unit-norm vector per row position (``record_vectors``, or ``vectors_of``
-    to gather them from the field tables as the search goes); the frames
-    passed to ``index`` are indexed by row position, as in ``run_pass``. Exact top-k in chunks of
-    queries with torch matrix products up to 20,000 records, approximate (PCA + faiss IVF,
-    re-ranked exactly) above: see ``dedup.neighbours``. No loop per record.
-    """
-
-    def __init__(
-        self,
-        vectors: np.ndarray | RecordVectors,
-        k: int = 10,
-        min_similarity: float | None = None,
-        chunk: int = 2048,
-        method: str = "auto",
-    ) -> None:
-        super().__init__()
-        self.vectors, self.k, self.min_similarity, self.chunk = RecordVectors.of(vectors), k, min_similarity, chunk
-        self.method = method
-
-    def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
-        rows_a = np.asarray(df_a.index, dtype=np.int64)
-        rows_b = np.asarray(df_b.index, dtype=np.int64)
-        queries = self._vectors_of(rows_a)
-        left, right = nearest_neighbours(
-            queries,
-            queries if df_a is df_b else self._vectors_of(rows_b),
-            self.k,
-            self.min_similarity,
-            self.chunk,
-            exclude_self=df_a is df_b,
-            method=self.method,
-        )
-        return pd.MultiIndex.from_arrays([rows_a[left], rows_b[right]])
-
-    def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        return self._link_index(df_a, df_a)
-
-    def _vectors_of(self, rows: np.ndarray) -> RecordVectors | np.ndarray:
-        """The rows' vectors; every row's is ``vectors`` itself, not a copy (2 GB at 1M records)."""
-        if len(rows) == len(self.vectors) and np.array_equal(rows, np.arange(len(rows))):
-            return self.vectors
-        return self.vectors.take(rows)
+        algorithm = indexers.BlockedSortedNeighbourhood(names[0], names[1:], p.window)
+    return indexers.index_pairs(pdf, algorithm)
 
 
 def vectors_of(embeddings: FieldEmbeddings) -> RecordVectors:
@@ -529,13 +391,14 @@ def has_embedding_pass(config: DedupConfig) -> bool:
 def embedding_neighbours(config: DedupConfig, vectors: np.ndarray | RecordVectors) -> dict[int, CandidatePairs]:
     """Each embedding pass's pairs (by its position in ``config.passes``): the search alone, so
     a caller can let the vectors go before the union (``with_found``)."""
+    from dedup.indexers import EmbeddingNeighbours, index_pairs
+
     frame = pd.DataFrame(index=pd.RangeIndex(len(vectors)))
     found = {}
     for i, p in enumerate(config.passes):
         if isinstance(p, EmbeddingPass):
-            indexer = recordlinkage.Index()
-            indexer.add(EmbeddingNeighbours(vectors, p.k, p.min_similarity, method=p.method))
-            found[i] = union_pairs([_index_arrays(indexer.index(frame))], (p.name,))
+            algorithm = EmbeddingNeighbours(vectors, p.k, p.min_similarity, method=p.method)
+            found[i] = union_pairs([index_pairs(frame, algorithm)], (p.name,))
     return found
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -23,27 +24,78 @@ from dedup.config import DedupConfig  # noqa: E402
 from dedup.evaluation import label_split  # noqa: E402  (the report's held-out entities)
 from dedup.io import replace_directory  # noqa: E402
 
+COUNTS_FILE = "counts.json"  # in charts/: the pair histograms' bin counts (see ``pair_counts``)
+PROBABILITY_BINS = 50
+SIMILARITY_BINS = 40
 
-def write_charts(output_dir: str | Path, config: DedupConfig) -> list[Path]:
+
+def write_charts(output_dir: str | Path, config: DedupConfig, counts: dict | None = None) -> list[Path]:
     """Draw every chart from the run's Parquet files; returns the PNG paths.
 
     The histograms are aggregates computed by streaming scans (a few columns, counted per bin),
-    so drawing them needs memory for the bins, not for every pair.
+    so drawing them needs memory for the bins, not for every pair. Their bin counts are kept
+    beside the charts (``counts.json``): an update that only adds pairs passes the master's
+    counts plus its new pairs' (``counts``) instead of scanning every pair again.
     """
     output_dir = Path(output_dir)
     pairs = pl.scan_parquet(output_dir / "pairs.parquet")
     clusters = pl.scan_parquet(output_dir / "clusters.parquet")
+    counts = counts or pair_counts(pairs, config.field_names)
     names: list[str] = []
 
     def build(tmp: Path) -> None:
-        names.append(_probability_histogram(pairs, config.threshold, tmp))
+        names.append(_probability_histogram(counts["probability"], config.threshold, tmp))
         names.append(_cluster_sizes(clusters, tmp))
-        names.append(_field_similarity(pairs, config.field_names, tmp))
+        names.append(_field_similarity(counts["similarity"], config.field_names, tmp))
         if config.label_column and config.label_column in clusters.collect_schema().names():
             names.append(_precision_recall(pairs, clusters, config, tmp))
+        (tmp / COUNTS_FILE).write_text(json.dumps(counts) + "\n")
 
     replace_directory(build, output_dir / "charts")
     return [output_dir / "charts" / n for n in names]
+
+
+def pair_counts(pairs: pl.LazyFrame, fields: list[str]) -> dict:
+    """The pair histograms' bin counts, in one streaming pass: ``probability`` (match
+    probability over ``PROBABILITY_BINS`` bins of [0, 1]) and ``similarity`` (per field, the
+    ``sim_<field>`` of matches and of non-matches over ``SIMILARITY_BINS`` bins of [-1, 1]).
+    Counts add up over any split of the pairs (``add_counts``)."""
+    queries = [_binned_query(pairs, "match_probability", 0.0, 1.0, PROBABILITY_BINS, None)]
+    queries += [_binned_query(pairs, f"sim_{f}", -1.0, 1.0, SIMILARITY_BINS, "is_match") for f in fields]
+    found = pl.collect_all(queries, engine="streaming")
+    probability = _counts(found[0], PROBABILITY_BINS, None).get(None, np.zeros(PROBABILITY_BINS, np.int64))
+    similarity = {}
+    for field, counted in zip(fields, found[1:], strict=True):
+        per = _counts(counted, SIMILARITY_BINS, "is_match")
+        similarity[field] = {
+            side: per.get(selected, np.zeros(SIMILARITY_BINS, np.int64)).tolist()
+            for side, selected in (("matches", True), ("non_matches", False))
+        }
+    return {"probability": probability.tolist(), "similarity": similarity}
+
+
+def add_counts(a: dict, b: dict) -> dict:
+    """Bin counts of two sets of pairs together."""
+
+    def plus(x: list[int], y: list[int]) -> list[int]:
+        return (np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64)).tolist()
+
+    similarity = {
+        field: {side: plus(sides[side], b["similarity"][field][side]) for side in sides}
+        for field, sides in a["similarity"].items()
+    }
+    return {"probability": plus(a["probability"], b["probability"]), "similarity": similarity}
+
+
+def read_counts(charts: Path, fields: list[str]) -> dict | None:
+    """A run's pair histogram counts (``charts/counts.json``), or None if it has none for ``fields``."""
+    try:
+        counts = json.loads((charts / COUNTS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if list(counts.get("similarity", {})) != list(fields) or len(counts.get("probability", [])) != PROBABILITY_BINS:
+        return None
+    return counts
 
 
 def _save(fig: plt.Figure, folder: Path, name: str) -> str:
@@ -54,13 +106,6 @@ def _save(fig: plt.Figure, folder: Path, name: str) -> str:
         fig.savefig(folder / name, dpi=80)
     plt.close(fig)
     return name
-
-
-def binned_counts(frame: pl.LazyFrame, column: str, low: float, high: float, bins: int, by: str | None = None) -> dict:
-    """Histogram counts of ``column`` over ``bins`` equal bins of [low, high] (per value of ``by``),
-    computed by a streaming group-by: ``{value of by (None without by): counts}``; nulls and NaN
-    are not counted."""
-    return _counts(_binned_query(frame, column, low, high, bins, by).collect(engine="streaming"), bins, by)
 
 
 def _binned_query(frame: pl.LazyFrame, column: str, low: float, high: float, bins: int, by: str | None) -> pl.LazyFrame:
@@ -80,11 +125,11 @@ def _counts(counted: pl.DataFrame, bins: int, by: str | None) -> dict:
     return result
 
 
-def _probability_histogram(pairs: pl.LazyFrame, threshold: float, folder: Path) -> str:
-    counts = binned_counts(pairs, "match_probability", 0.0, 1.0, 50).get(None, np.zeros(50, dtype=np.int64))
+def _probability_histogram(binned: list[int], threshold: float, folder: Path) -> str:
+    counts = np.asarray(binned, dtype=np.int64)
     total = int(counts.sum())
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.stairs(counts, np.linspace(0, 1, 51), fill=True, color="#4477aa")
+    ax.stairs(counts, np.linspace(0, 1, PROBABILITY_BINS + 1), fill=True, color="#4477aa")
     ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold}")
     if total:
         ax.set_yscale("log")
@@ -116,19 +161,16 @@ def _cluster_sizes(clusters: pl.LazyFrame, folder: Path) -> str:
     return _save(fig, folder, "cluster_sizes.png")
 
 
-def _field_similarity(pairs: pl.LazyFrame, fields: list[str], folder: Path) -> str:
+def _field_similarity(binned: dict[str, dict[str, list[int]]], fields: list[str], folder: Path) -> str:
     cols = min(len(fields), 4)
     rows = int(np.ceil(len(fields) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    edges = np.linspace(-1, 1, 41)
+    edges = np.linspace(-1, 1, SIMILARITY_BINS + 1)
     widths = np.diff(edges)
-    # every field's histogram in one pass over the file (polars shares the scan between queries)
-    queries = [_binned_query(pairs, f"sim_{field}", -1.0, 1.0, 40, "is_match") for field in fields]
-    per_field = [_counts(c, 40, "is_match") for c in pl.collect_all(queries, engine="streaming")]
-    for ax, field, counts in zip(axes.flat, fields, per_field, strict=False):
-        for selected, label, colour in ((True, "matches", "#228833"), (False, "non-matches", "#cc3311")):
-            found = counts.get(selected)
-            if found is not None and found.sum():
+    for ax, field in zip(axes.flat, fields, strict=False):
+        for side, label, colour in (("matches", "matches", "#228833"), ("non_matches", "non-matches", "#cc3311")):
+            found = np.asarray(binned[field][side], dtype=np.float64)
+            if found.sum():
                 ax.stairs(found / (found.sum() * widths), edges, fill=True, alpha=0.55, color=colour, label=label)
         ax.set_title(field.replace("$", r"\$"), fontsize=10)  # a field name is text, not maths
         ax.set_xlabel("cosine similarity", fontsize=8)

@@ -155,7 +155,7 @@ def check_run_output(output_dir: str | Path, names: tuple[str, ...] = ("clusters
     output_dir = Path(output_dir)
     files = run_dir(output_dir)
     for name in names:
-        if not (files / name).is_file():
+        if not (files / name).exists():  # pairs.parquet is a folder of parts after updates
             raise InputError(f"{output_dir}: no {name} here; is this the output of `dedup run`?")
     return files
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from dedup.blocking import (
     CandidatePairs,
@@ -40,10 +41,10 @@ from dedup.blocking import (
     union_pairs,
     vectors_of,
 )
-from dedup.charts import write_charts
-from dedup.clustering import cluster_frame, cluster_labels, confidence_sums, input_renames
+from dedup.charts import add_counts, pair_counts, read_counts, write_charts
+from dedup.clustering import cluster_frame, cluster_labels, components, confidence_sums, input_renames
 from dedup.encoder import FieldEmbeddings, gather_field, stack_field
-from dedup.errors import InputError
+from dedup.errors import BlockingError, InputError
 from dedup.explain import model_path
 from dedup.fingerprint import file_digest, model_fingerprint
 from dedup.frequencies import field_statistics
@@ -148,26 +149,23 @@ def _update(
 
     embeddings = _embeddings(master, model, normalised, changed, before, inputs.height)
     clock["encode"] = _lap(start, clock)
-    pairs = _candidates(records, normalised, config, embeddings, changed)
+    pairs = _candidates(records, normalised, config, embeddings, changed, _skipped_passes(report_before, config))
     clock["block"] = _lap(start, clock)
     scored = _score(model, normalised, records[id_col], embeddings, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
-    kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
-    # streamed: the kept pairs (5.3M rows at 1M records) are read for their ends and written
-    # from the master's file, never held whole
-    all_pairs = pl.concat([kept, scored.lazy().select(kept.collect_schema().names())], how="vertical_relaxed")
-    ends = all_pairs.select(f"{id_col}_l", f"{id_col}_r", "match_probability", "is_match").collect()
-    counted = {"pairs": ends.height, "matches": int(ends["is_match"].sum()), "kept": ends.height - scored.height}
+    master_pairs = pl.scan_parquet(master / "pairs.parquet")
+    scored = scored.select(pl.col(c).cast(t) for c, t in master_pairs.collect_schema().items())
     clock["score"] = _lap(start, clock)
 
     position = pl.DataFrame({id_col: records[id_col], "_row": pl.int_range(records.height, eager=True)})
-    ends = ends.select(f"{id_col}_l", f"{id_col}_r", "match_probability")
-    ends = ends.join(position.rename({id_col: f"{id_col}_l", "_row": "l"}), on=f"{id_col}_l")
-    ends = ends.join(position.rename({id_col: f"{id_col}_r", "_row": "r"}), on=f"{id_col}_r")
-    left, right = ends["l"].to_numpy(), ends["r"].to_numpy()
-    probability = ends["match_probability"].to_numpy()
-    labels = cluster_labels(records.height, left, right, probability, config.threshold, config.clustering)
-    total, count = confidence_sums(labels, left, right, probability)
+    if embeddings.linked:  # records were only added: the master's clusters away from them stand
+        kept = master_pairs
+        (labels, total, count), counted = _cluster_added(
+            master / "pairs.parquet", scored, position, outputs["cluster_confidence"], before, changed, config
+        )
+    else:
+        kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
+        (labels, total, count), counted = _cluster_all(kept, scored, position, config)
     clusters = cluster_frame(records, id_col, labels, total, count)
     ids = stable_cluster_ids(labels, before["cluster_id"], before["_first"], records[id_col])
     clusters = clusters.with_columns(ids.alias("cluster_id"))
@@ -180,7 +178,8 @@ def _update(
     report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
-    _publish(output, model_dir, clusters, all_pairs, changes, embeddings, report, config)
+    pair_files = PairFiles(master / "pairs.parquet", kept, scored, embeddings.linked, embeddings.start)
+    _publish(output, model_dir, clusters, pair_files, changes, embeddings, report, config)
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -339,20 +338,43 @@ def _embeddings(
     return Embeddings(files, fresh, order, linked=only_added, start=master_count if only_added else 0)
 
 
+def _skipped_passes(report: dict, config) -> list[bool] | None:
+    """Per pass, whether the master's run skipped it (a default pass on a field with few
+    values); None when its report does not say (an older version's), so the passes are
+    estimated again."""
+    entries = report.get("blocking")
+    names = [p.name for p in config.passes]
+    if not isinstance(entries, list) or [e.get("pass") for e in entries] != names:
+        return None
+    return [bool(e.get("skipped")) for e in entries]
+
+
 def _candidates(
-    records: pl.DataFrame, normalised: pl.DataFrame, config, embeddings: Embeddings, changed: np.ndarray
+    records: pl.DataFrame,
+    normalised: pl.DataFrame,
+    config,
+    embeddings: Embeddings,
+    changed: np.ndarray,
+    skipped: list[bool] | None = None,
 ) -> CandidatePairs:
-    """Candidate pairs with at least one changed record, each with the first pass that found it."""
+    """Candidate pairs with at least one changed record, each with the first pass that found it.
+
+    A pass the master's run skipped is skipped here too, and one it ran runs without estimating
+    the whole pass again (``skipped``, from the master's report): the update's key passes make
+    only the changed records' pairs, which ``_block_changed`` counts before it joins.
+    """
     per_pass = []
     changed_rows = np.flatnonzero(changed)
-    for p in config.passes:
+    for i, p in enumerate(config.passes):
         if isinstance(p, EmbeddingPass):
             per_pass.append(_embedding_neighbours(embeddings, changed_rows, p))
             continue
-        if not pass_allowed(estimate_pass(records, normalised, p), p, config, records.height):
+        if skipped is not None and skipped[i]:
+            per_pass.append((np.empty(0, np.int64),) * 2)
+        elif skipped is None and not pass_allowed(estimate_pass(records, normalised, p), p, config, records.height):
             per_pass.append((np.empty(0, np.int64),) * 2)
         elif isinstance(p, ExactPass):
-            per_pass.append(_block_changed(records, normalised, p, changed))
+            per_pass.append(_block_changed(records, normalised, p, changed, config.blocking_max_pairs))
         else:  # sorted neighbourhood and token passes depend on their neighbours: run, then keep
             left, right = run_pass(records, normalised, p)
             touch = changed[left] | changed[right]
@@ -360,11 +382,24 @@ def _candidates(
     return union_pairs(per_pass, tuple(p.name for p in config.passes))
 
 
-def _block_changed(records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass, changed: np.ndarray) -> tuple:
-    """An exact-key pass for the changed records only: their keys joined against everyone's."""
+def _block_changed(
+    records: pl.DataFrame, normalised: pl.DataFrame, p: ExactPass, changed: np.ndarray, limit: int
+) -> tuple:
+    """An exact-key pass for the changed records only: their keys joined against everyone's,
+    refused (like a run's pass) when that would make more than ``limit`` pairs."""
     keys = key_frame(records, normalised, p)
     names = [c for c in keys.columns if c != "_row"]
     mine = keys.filter(pl.Series(changed[keys["_row"].to_numpy()]))
+    blocks = mine.group_by(names).len("mine").join(keys.group_by(names).len("all"), on=names)
+    m, a = blocks["mine"].cast(pl.Int64).to_numpy(), blocks["all"].cast(pl.Int64).to_numpy()
+    made = int((m * (a - m) + m * (m - 1) // 2).sum())  # with the others in their block, and among themselves
+    if made > limit:
+        top = blocks.sort("all", descending=True).head(3)
+        shown = ", ".join("/".join(str(v) for v in row[:-2]) + f" ({row[-1]} records)" for row in top.iter_rows())
+        raise BlockingError(
+            f"blocking pass {p.name} would give the changed records {made:,} candidate pairs, more than the "
+            f"limit {limit:,} (blocking_max_pairs); largest blocks: {shown}. Add a key to this pass or remove it."
+        )
     found = mine.join(keys, on=names, suffix="_other").filter(pl.col("_row") != pl.col("_row_other"))
     return found["_row"].to_numpy().astype(np.int64), found["_row_other"].to_numpy().astype(np.int64)
 
@@ -403,7 +438,77 @@ def _score(
     )
 
 
-# ---- 4. stable cluster ids ------------------------------------------------------------------
+# ---- 4. clusters ----------------------------------------------------------------------------
+def _ends(pairs: pl.LazyFrame, position: pl.DataFrame, matches_only: bool = False) -> pl.DataFrame:
+    """Pairs' row positions (``l``, ``r``) and probabilities (``p``), streamed from their ids."""
+    id_col = position.columns[0]
+    if matches_only:
+        pairs = pairs.filter(pl.col("is_match"))
+    ends = pairs.select(f"{id_col}_l", f"{id_col}_r", pl.col("match_probability").alias("p")).collect()
+    ends = ends.join(position.rename({id_col: f"{id_col}_l", "_row": "l"}), on=f"{id_col}_l")
+    return ends.join(position.rename({id_col: f"{id_col}_r", "_row": "r"}), on=f"{id_col}_r").select("l", "r", "p")
+
+
+def _cluster_all(
+    kept: pl.LazyFrame, scored: pl.DataFrame, position: pl.DataFrame, config
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
+    """Every record clustered again over every pair (after corrections or deletions, whose
+    pairs are gone): labels, confidence sums, and the counts the report shows."""
+    ends = pl.concat([_ends(kept, position), _ends(scored.lazy(), position)])
+    left, right, probability = ends["l"].to_numpy(), ends["r"].to_numpy(), ends["p"].to_numpy()
+    labels = cluster_labels(position.height, left, right, probability, config.threshold, config.clustering)
+    matches = int((probability >= config.threshold).sum())
+    counted = {"pairs": ends.height, "matches": matches, "kept": ends.height - scored.height}
+    return (labels, *confidence_sums(labels, left, right, probability)), counted
+
+
+def _cluster_added(
+    pairs_path: Path,
+    scored: pl.DataFrame,
+    position: pl.DataFrame,
+    confidence: pl.Series,
+    before: pl.DataFrame,
+    changed: np.ndarray,
+    config,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
+    """Clusters after records were only added, re-clustering only what the new records touch.
+
+    Clustering looks at one component of the match graph at a time (the edges at or above the
+    threshold: ``dedup.clustering``), so a component that holds no new record has the same
+    edges as before and splits as it did: its records keep their clusters and confidences. The
+    components holding a new record are clustered again over their pairs, with the same rule.
+    Only the match edges are read whole (a sixth of the pairs at 1M records), plus the pairs
+    inside the touched components.
+    """
+    id_col = position.columns[0]
+    n = position.height
+    master_pairs = pl.scan_parquet(pairs_path)
+    edges = pl.concat([_ends(master_pairs, position, matches_only=True), _ends(scored.lazy(), position, True)])
+    component = components(n, edges["l"].to_numpy(), edges["r"].to_numpy())
+    touched = np.isin(component, np.unique(component[changed]))
+    rows = np.flatnonzero(touched)
+    ids = position[id_col].gather(rows).implode()
+    inside = master_pairs.filter(pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids))
+    ends = pl.concat([_ends(inside, position), _ends(scored.lazy(), position)])
+    ends = ends.filter(pl.Series(touched[ends["l"].to_numpy()] & touched[ends["r"].to_numpy()]))
+    left, right = np.searchsorted(rows, ends["l"].to_numpy()), np.searchsorted(rows, ends["r"].to_numpy())
+    probability = ends["p"].to_numpy()
+    local = cluster_labels(len(rows), left, right, probability, config.threshold, config.clustering)
+    # the untouched keep their clusters (numbered by the master's ids), the touched follow
+    previous = before["cluster_id"].rank("dense").fill_null(0).to_numpy().astype(np.int64)
+    labels = previous.copy()
+    labels[rows] = previous.max() + 1 + local
+    sums, counts = confidence_sums(local, left, right, probability)
+    kept_confidence = np.concatenate([confidence.to_numpy().astype(np.float64), np.full(n - confidence.len(), np.nan)])
+    total = np.where(np.isnan(kept_confidence), 0.0, kept_confidence)
+    count = (~np.isnan(kept_confidence)).astype(np.int64)
+    total[rows], count[rows] = sums, counts
+    master_count = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_parts(pairs_path))
+    counted = {"pairs": master_count + scored.height, "matches": edges.height, "kept": master_count}
+    return (labels, total, count), counted
+
+
+# ---- 5. stable cluster ids ------------------------------------------------------------------
 def cluster_heirs(labels: np.ndarray, previous: pl.Series, first_seen: pl.Series) -> pl.DataFrame:
     """Per previous cluster (``previous``), the new label of its oldest surviving record (the
     one first in the master) and that record's position: who inherits the cluster's id."""
@@ -529,11 +634,50 @@ def _report(
     }
 
 
+PAIR_PARTS = 32  # past this many parts, an update writes pairs.parquet anew as one file
+
+
+def pair_parts(path: Path) -> list[Path]:
+    """The Parquet files behind a run's ``pairs.parquet``: the file itself, or (after updates
+    that only added records) the parts in the folder it became, in record order."""
+    return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """An update's pairs: the master's kept ones (``kept``, a scan of ``master``) and the newly
+    scored ones. ``linked``: records were only added, so the master's pair files are kept as
+    they are and the new pairs become one more part, named by their first record's row
+    (``start``), like the embeddings."""
+
+    master: Path
+    kept: pl.LazyFrame
+    scored: pl.DataFrame
+    linked: bool
+    start: int
+
+    def write(self, target: Path) -> None:
+        parts = pair_parts(self.master)
+        if not self.linked or len(parts) + 1 > PAIR_PARTS:
+            write_parquet_lazy(pl.concat([self.kept, self.scored.lazy()]), target)
+            return
+        target.mkdir()
+        for i, part in enumerate(parts):  # hard links: a 1M-record master's pairs are never rewritten
+            place(part, target / (part.name if self.master.is_dir() else f"part-{i:012d}.parquet"), keep_source=True)
+        write_parquet(self.scored, target / f"part-{self.start:012d}.parquet")
+
+    def chart_counts(self, fields: list[str]) -> dict | None:
+        """The pairs' chart histograms (``dedup.charts.pair_counts``) from the master's and the new
+        pairs' alone, when the master's pairs are all kept; None to count them over every pair."""
+        master = read_counts(self.master.parent / "charts", fields) if self.linked else None
+        return None if master is None else add_counts(master, pair_counts(self.scored.lazy(), fields))
+
+
 def _publish(
     output: Path,
     model_dir: Path,
     clusters: pl.DataFrame,
-    pairs: pl.LazyFrame,
+    pairs: PairFiles,
     changes: pl.DataFrame,
     embeddings: Embeddings,
     report: dict[str, Any],
@@ -543,7 +687,7 @@ def _publish(
 
     def build(generation: Path) -> None:
         place(model_dir, generation / "model", keep_source=True)  # linked, not copied
-        write_parquet_lazy(pairs, generation / "pairs.parquet")
+        pairs.write(generation / "pairs.parquet")
         write_parquet(clusters, generation / "clusters.parquet")
         write_parquet(changes, generation / "changes.parquet")
         folder = generation / "embeddings"
@@ -553,7 +697,8 @@ def _publish(
         written = embeddings.written()
         if len(written.codes[config.field_names[0]]):
             save_embeddings(written, folder / f"embeddings-{embeddings.start:012d}.npz")
-        write_charts(generation, config)
+        counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
+        write_charts(generation, config, counts)
         report["model_fingerprint"] = model_fingerprint(generation / "model")
         report["run"] = generation.name
         write_json(report, generation / "report.json")

@@ -8,8 +8,6 @@ import recordlinkage
 
 from dedup.blocking import (
     CandidatePairs,
-    EmbeddingNeighbours,
-    KeyBlock,
     analyse_blocking,
     block,
     estimate_pass,
@@ -23,6 +21,7 @@ from dedup.blocking import (
 from dedup.config import DedupConfig, KeyExpression, parse_config
 from dedup.encoder import FieldEmbeddings
 from dedup.errors import BlockingError
+from dedup.indexers import EmbeddingNeighbours, KeyBlock
 from dedup.normalise import normalise_fields
 
 # Six hand-made records; expected pairs counted by hand below.

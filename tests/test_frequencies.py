@@ -107,7 +107,7 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
         assert np.array_equal(full_ids[:, None] == full_ids[None, :], part_ids[:, None] == part_ids[None, :])
         assert np.array_equal((full_ids == 0), (part_ids == 0))
         assert np.allclose(everyone.frequency[f][full_ids], some.frequency[f][part_ids])
-        assert some.exact_u[f] == pytest.approx(everyone.exact_u[f])
+    assert some.exact_u is None  # the fit's own: scoring a few rows does not need it
     left, right = np.repeat(np.arange(len(rows)), len(rows)), np.tile(np.arange(len(rows)), len(rows))
     part = token_similarity(some.tokens["title"], left, right)
     full = token_similarity(everyone.tokens["title"], rows[left], rows[right])

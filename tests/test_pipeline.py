@@ -39,9 +39,15 @@ def test_outputs_have_the_documented_shape(first_run, febrl1_file: Path) -> None
     assert os.readlink(out / "current") == f".generations/{report['run']}"
     for name in ("charts", "clusters.parquet", "model", "pairs.parquet", "report.json"):
         assert (out / name).is_symlink() and (out / name).resolve() == (generation / name).resolve()
-    charts = sorted(p.name for p in (out / "charts").iterdir())
+    charts = sorted(p.name for p in (out / "charts").glob("*.png"))
     assert charts == ["cluster_sizes.png", "field_similarity.png", "match_probability.png"]
     assert all((out / "charts" / c).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
+    # the bins the histograms were drawn from: the candidate pairs, each counted once
+    binned = json.loads((out / "charts" / "counts.json").read_text())
+    assert sum(binned["probability"]) == report["counts"]["candidate_pairs"]
+    per_field = binned["similarity"].values()  # pairs with the field null on a side are not drawn
+    matches, pairs = report["counts"]["matches"], report["counts"]["candidate_pairs"]
+    assert all(0 < sum(s["matches"]) <= matches and sum(s["non_matches"]) <= pairs - matches for s in per_field)
     clusters = pl.read_parquet(out / "clusters.parquet")
     source = pl.read_parquet(febrl1_file)
     assert clusters.columns == [*source.columns, "cluster_id", "cluster_size", "cluster_confidence"]

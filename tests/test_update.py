@@ -13,15 +13,19 @@ import numpy as np
 import polars as pl
 import pytest
 
+from dedup.charts import pair_counts
 from dedup.cli import main
-from dedup.config import DedupConfig
+from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
+from dedup.config import DedupConfig, parse_config
+from dedup.errors import BlockingError
 from dedup.evaluation import cluster_metrics
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.parts import load_embeddings
 from dedup.pipeline import run
 from dedup.publish import run_dir
-from dedup.update import stable_cluster_ids, update
+from dedup.update import _skipped_passes, stable_cluster_ids, update
+from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FEBRL3 = pl.read_parquet(ROOT / "data" / "febrl3.parquet")
@@ -145,6 +149,55 @@ def test_an_update_that_only_adds_records_links_the_masters_embeddings(master: d
     assert all(np.array_equal(vectors[f][1:], fresh.dense(f)[1:]) for f in model.config.field_names)
 
 
+def _clustered_from_every_pair(out: Path, config: DedupConfig) -> pl.DataFrame:
+    """The clusters a from-scratch clustering of every published pair gives (what the update's
+    clustering of the touched components only must equal)."""
+    records = pl.read_parquet(out / "clusters.parquet")
+    position = records.select("rec_id").with_row_index("row")
+    pairs = pl.read_parquet(out / "pairs.parquet").select("rec_id_l", "rec_id_r", "match_probability")
+    pairs = pairs.join(position.rename({"rec_id": "rec_id_l", "row": "l"}), on="rec_id_l")
+    pairs = pairs.join(position.rename({"rec_id": "rec_id_r", "row": "r"}), on="rec_id_r")
+    left, right = pairs["l"].to_numpy().astype(np.int64), pairs["r"].to_numpy().astype(np.int64)
+    probability = pairs["match_probability"].to_numpy()
+    labels = cluster_labels(records.height, left, right, probability, config.threshold, config.clustering)
+    total, count = confidence_sums(labels, left, right, probability)
+    inputs = records.drop("cluster_id", "cluster_size", "cluster_confidence")
+    return cluster_frame(inputs, "rec_id", labels, total, count)
+
+
+def test_an_update_that_only_adds_records_adds_a_part_of_pairs_and_reclusters_what_they_touch(
+    master: dict, tmp_path: Path
+) -> None:
+    """The master's pairs are linked, not rewritten; only the components the new records touch are
+    clustered again, with the same result as clustering every pair; the charts' counts add up."""
+    out = tmp_path / "out"
+    masters_pairs = run_dir(master["root"] / "master") / "pairs.parquet"
+    first = update(master["first"], master["root"] / "master", out)
+    parts = sorted((run_dir(out) / "pairs.parquet").iterdir())
+    assert [p.name for p in parts] == ["part-000000000000.parquet", "part-000000003000.parquet"]
+    assert os.path.samefile(parts[0], masters_pairs)
+    new = pl.read_parquet(parts[1])
+    assert new.height == first["update"]["pairs_scored"] and new.columns == pl.read_parquet(masters_pairs).columns
+    assert pl.read_parquet(out / "pairs.parquet").height == first["counts"]["candidate_pairs"]
+    second = update(master["second"], out)  # a second drop: one more part, the first two linked
+    names = [p.name for p in sorted((run_dir(out) / "pairs.parquet").iterdir())]
+    assert names == ["part-000000000000.parquet", "part-000000003000.parquet", "part-000000004000.parquet"]
+    config = master["config"]
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    scratch = _clustered_from_every_pair(out, config)
+    assert _agreement(clusters, scratch) == 1.0  # the same clusters, record for record
+    assert clusters["cluster_confidence"].equals(scratch["cluster_confidence"])
+    assert second["counts"]["matches"] == int(pl.read_parquet(out / "pairs.parquet")["is_match"].sum())
+    everything = pl.scan_parquet(out / "pairs.parquet")
+    assert json.loads((out / "charts" / "counts.json").read_text()) == pair_counts(everything, config.field_names)
+    # a deletion removes pairs from the master's parts: they are written anew, as one file
+    FEBRL3.head(1).with_columns(pl.lit("delete").alias("op")).write_parquet(tmp_path / "delete.parquet")
+    third = update(tmp_path / "delete.parquet", out)
+    assert (run_dir(out) / "pairs.parquet").is_file()
+    assert pl.read_parquet(out / "pairs.parquet").height == third["counts"]["candidate_pairs"]
+    assert _agreement(pl.read_parquet(out / "clusters.parquet"), _clustered_from_every_pair(out, config)) == 1.0
+
+
 def test_bad_change_files_are_one_line(master: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cases = [
         (FEBRL3.head(3).drop("surname"), "the columns differ from the previous run's input; missing: 'surname'"),
@@ -162,6 +215,33 @@ def _ids(labels: list[int], previous: list[str | None], first: list[int | None],
     return stable_cluster_ids(
         np.array(labels), pl.Series(previous, dtype=pl.String), pl.Series(first, dtype=pl.Int64), pl.Series(ids)
     ).to_list()
+
+
+def test_a_drop_whose_key_block_is_too_big_is_refused_and_nothing_is_published(tmp_path: Path) -> None:
+    """The update's key passes join only the changed records, but they obey ``blocking_max_pairs``
+    as a run's passes do. The master's 400 records are spread over 8 states (9,800 pairs); a drop
+    of 300 records all in one of them would make 300 x 50 + 300 x 299 / 2 = 59,850 more."""
+    config = parse_config(
+        FEBRL_YAML.split("blocking:")[0] + "blocking:\n  - [state]\nblocking_max_pairs: 20000\n" + TINY_TRAINING
+    )
+    states = pl.Series(["nsw", "vic", "qld", "wa", "sa", "tas", "act", "nt"] * 50)
+    FEBRL3.head(400).with_columns(states.alias("state")).write_parquet(tmp_path / "base.parquet")
+    run(tmp_path / "base.parquet", config, tmp_path / "out")
+    before = run_dir(tmp_path / "out")
+    FEBRL3.slice(400, 300).with_columns(pl.lit("vic").alias("state")).write_parquet(tmp_path / "drop.parquet")
+    with pytest.raises(BlockingError, match=r"block\(state\).* 59,850 candidate pairs.*vic \(350 records\)"):
+        update(tmp_path / "drop.parquet", tmp_path / "out")
+    assert run_dir(tmp_path / "out") == before
+
+
+def test_passes_the_master_skipped_are_skipped() -> None:
+    config = febrl_config()
+    names = [p.name for p in config.passes]
+    report = {"blocking": [{"pass": n, "pairs": 1} for n in names]}
+    report["blocking"][1]["skipped"] = "skipping default blocking pass block(date_of_birth): ..."
+    assert _skipped_passes(report, config) == [False, True] + [False] * (len(names) - 2)
+    assert _skipped_passes({}, config) is None  # an older master: estimated again
+    assert _skipped_passes({"blocking": report["blocking"][:2]}, config) is None  # other passes
 
 
 def test_stable_id_rules() -> None:
