@@ -180,12 +180,16 @@ def with_answers(scored: pl.DataFrame, config: DedupConfig, ids: pl.Series, pair
 def encode_part(
     input_path: str | Path, config: DedupConfig, model_dir: str | Path, start: int, stop: int, dest: str | Path
 ) -> Path:
-    """Embed records ``[start, stop)``: per field a distinct-value table and the rows' codes."""
+    """Embed records ``[start, stop)``: per field a distinct-value table and the rows' codes.
+
+    The rows' normalised fields are kept beside them (``normalised-<start>.parquet``): an update
+    reads the master's instead of normalising every record again (``dedup.update``)."""
     normalised = read_normalised(input_path, config, start, stop)  # this piece's rows only
     model = DedupModel.load(model_dir, expect=config)
     clock = time.perf_counter()
     embeddings = model.embed(normalised)
     target = save_embeddings(embeddings, Path(dest) / f"embeddings-{start:012d}.npz")
+    write_parquet(normalised, Path(dest) / f"normalised-{start:012d}.parquet")
     write_json({"encode": round(time.perf_counter() - clock, 4)}, target.with_suffix(".json"))
     return target
 

@@ -144,10 +144,12 @@ def _update(
     inputs, outputs = read_clusters(master)
     upserts, deletes = _read_changes(changes_path, config, inputs)
     records, changed, before = _merge(inputs, outputs, upserts, deletes, id_col)
-    normalised = normalise_fields(records, config)
+    master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
+    only_added = np.array_equal(master_rows, np.arange(inputs.height))  # records only added, after the master's
+    normalised = _normalised(master, records, config, inputs.height if only_added else 0)
     clock["read"] = _lap(start)
 
-    embeddings = _embeddings(master, model, normalised, changed, before, inputs.height)
+    embeddings = _embeddings(master, model, normalised, changed, master_rows, inputs.height, only_added)
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed, _skipped_passes(report_before, config))
     clock["block"] = _lap(start, clock)
@@ -179,7 +181,7 @@ def _update(
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
     pair_files = PairFiles(master / "pairs.parquet", kept, scored, embeddings.linked, embeddings.start)
-    _publish(output, model_dir, clusters, pair_files, changes, embeddings, report, config)
+    _publish(output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config)
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -316,25 +318,37 @@ class Embeddings:
         return stored_field(self.files, j) + [(self.fresh.tables[field], self.fresh.codes[field])]
 
 
+def _normalised(master: Path, records: pl.DataFrame, config, kept: int) -> pl.DataFrame:
+    """Every record's normalised fields: the master's stored ones (``normalised-*.parquet``,
+    beside its embeddings) for its first ``kept`` rows when records were only added, and the
+    rest normalised now; all of them normalised now when the master has none for those rows."""
+    files = sorted((master / "embeddings").glob("normalised-*.parquet"))
+    if kept and files:
+        stored = pl.read_parquet(files)
+        if stored.height == kept and stored.columns == config.field_names:
+            return pl.concat([stored, normalise_fields(records.slice(kept), config)])
+    return normalise_fields(records, config)
+
+
 def _embeddings(
     master: Path,
     model: DedupModel,
     normalised: pl.DataFrame,
     changed: np.ndarray,
-    before: pl.DataFrame,
+    master_rows: np.ndarray,
     master_count: int,
+    only_added: bool,
 ) -> Embeddings:
-    """Every record's embeddings: the master's published ones for unchanged rows, the model's
-    for changed rows (all rows when the master has none, e.g. it was written by an older version)."""
+    """Every record's embeddings: the master's published ones for unchanged rows (``master_rows``:
+    their rows among the master's ``master_count``), the model's for changed rows (all rows
+    when the master has none, e.g. it was written by an older version)."""
     files = sorted((master / "embeddings").glob("embeddings-*.npz"))
     if not files:
         return Embeddings([], model.embed(normalised), np.arange(normalised.height), linked=False)
     fresh = model.embed(normalised.filter(pl.Series(changed)))
-    master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
     order = np.empty(normalised.height, np.int64)
     order[~changed] = master_rows
     order[changed] = master_count + np.arange(int(changed.sum()))
-    only_added = np.array_equal(master_rows, np.arange(master_count))  # records only added, after the master's
     return Embeddings(files, fresh, order, linked=only_added, start=master_count if only_added else 0)
 
 
@@ -390,7 +404,8 @@ def _block_changed(
     keys = key_frame(records, normalised, p)
     names = [c for c in keys.columns if c != "_row"]
     mine = keys.filter(pl.Series(changed[keys["_row"].to_numpy()]))
-    blocks = mine.group_by(names).len("mine").join(keys.group_by(names).len("all"), on=names)
+    near = keys.join(mine.select(names).unique(), on=names, how="semi")  # in a changed record's block
+    blocks = mine.group_by(names).len("mine").join(near.group_by(names).len("all"), on=names)
     m, a = blocks["mine"].cast(pl.Int64).to_numpy(), blocks["all"].cast(pl.Int64).to_numpy()
     made = int((m * (a - m) + m * (m - 1) // 2).sum())  # with the others in their block, and among themselves
     if made > limit:
@@ -400,7 +415,7 @@ def _block_changed(
             f"blocking pass {p.name} would give the changed records {made:,} candidate pairs, more than the "
             f"limit {limit:,} (blocking_max_pairs); largest blocks: {shown}. Add a key to this pass or remove it."
         )
-    found = mine.join(keys, on=names, suffix="_other").filter(pl.col("_row") != pl.col("_row_other"))
+    found = mine.join(near, on=names, suffix="_other").filter(pl.col("_row") != pl.col("_row_other"))
     return found["_row"].to_numpy().astype(np.int64), found["_row_other"].to_numpy().astype(np.int64)
 
 
@@ -680,6 +695,7 @@ def _publish(
     pairs: PairFiles,
     changes: pl.DataFrame,
     embeddings: Embeddings,
+    normalised: pl.DataFrame,
     report: dict[str, Any],
     config,
 ) -> None:
@@ -692,11 +708,13 @@ def _publish(
         write_parquet(changes, generation / "changes.parquet")
         folder = generation / "embeddings"
         folder.mkdir(parents=True)
-        for piece in embeddings.files if embeddings.linked else []:  # only records were added: as they are
+        stored = sorted(embeddings.files[0].parent.glob("normalised-*.parquet")) if embeddings.files else []
+        for piece in [*embeddings.files, *stored] if embeddings.linked else []:  # only records were added: as they are
             place(piece, folder / piece.name, keep_source=True)
         written = embeddings.written()
         if len(written.codes[config.field_names[0]]):
             save_embeddings(written, folder / f"embeddings-{embeddings.start:012d}.npz")
+            write_parquet(normalised.slice(embeddings.start), folder / f"normalised-{embeddings.start:012d}.parquet")
         counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
         write_charts(generation, config, counts)
         report["model_fingerprint"] = model_fingerprint(generation / "model")

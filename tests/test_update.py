@@ -139,12 +139,21 @@ def test_an_update_that_only_adds_records_links_the_masters_embeddings(master: d
     records = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
     fresh = model.embed(normalise_fields(records, model.config))  # what a full run would publish
     assert all(np.array_equal(vectors[f], fresh.dense(f)) for f in model.config.field_names)
+    # the records' normalised fields are kept beside them the same way, and read by the next update
+    stored = sorted((run_dir(tmp_path / "out") / "embeddings").glob("normalised-*.parquet"))
+    assert [p.name for p in stored] == ["normalised-000000000000.parquet", "normalised-000000003000.parquet"]
+    assert os.path.samefile(stored[0], run_dir(master["root"] / "master") / "embeddings" / stored[0].name)
+    assert pl.read_parquet(stored).equals(normalise_fields(records, model.config))
     # a correction changes a master row: the files are written anew, in one piece
     corrected = FEBRL3.head(1).with_columns(pl.lit("someone else").alias("surname"))
     corrected.write_parquet(tmp_path / "correction.parquet")
     update(tmp_path / "correction.parquet", tmp_path / "out")
     files, vectors = _published_embeddings(tmp_path / "out")
     assert [f.name for f in files] == ["embeddings-000000000000.npz"]
+    stored = sorted((run_dir(tmp_path / "out") / "embeddings").glob("normalised-*.parquet"))
+    assert [p.name for p in stored] == ["normalised-000000000000.parquet"]
+    records = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
+    assert pl.read_parquet(stored).equals(normalise_fields(records, model.config))
     assert not np.array_equal(vectors["surname"][0], fresh.dense("surname")[0])
     assert all(np.array_equal(vectors[f][1:], fresh.dense(f)[1:]) for f in model.config.field_names)
 
