@@ -84,7 +84,8 @@ def main() -> None:
         print(f"  full rerun with the model   : {rerun[0]:7.1f} s  {rerun[1]:5.2f} GB (base + new)")
         print(
             f"  update                      : {updated[0]:7.1f} s  {updated[1]:5.2f} GB  "
-            f"= {updated[0] / rerun[0]:.0%} / {updated[1] / rerun[1]:.0%} of the rerun's time / memory"
+            f"= {updated[0] / rerun[0]:.0%} / {updated[1] / rerun[1]:.0%} of the rerun's time / memory, "
+            f"{updated[0] / trained[0]:.0%} / {updated[1] / trained[1]:.0%} of the full run's"
         )
         print(f"  pairs scored by the update  : {update['pairs_scored']:,} (kept {update['pairs_kept']:,})")
         print(f"  changes                     : {update['changes']}")
