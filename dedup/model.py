@@ -119,6 +119,7 @@ class DedupModel:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
+            del examples  # what each step below no longer needs goes before it (at 1M records: the peak)
             embeddings = embed_records(encoder, normalised)  # once per encoder state: the costly part
             pairs = self._complete(rule_pairs, embeddings)
             # provisional: it only has to pick the pairs self-training learns from
@@ -135,7 +136,10 @@ class DedupModel:
                 (pairs.left[sure], pairs.right[sure]),
                 (pairs.left[unlike], pairs.right[unlike]),
             )
+            del embeddings, pairs, proba, sure, unlike
+            self._searched = None
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
+            del examples
             embeddings = embed_records(encoder, normalised)
             pairs = self._complete(rule_pairs, embeddings)
             combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)

@@ -71,7 +71,8 @@ class RecordVectors:
         norms = np.empty(n, dtype=np.float32)
         for start in range(0, n, VECTOR_ROWS):
             block = unit.take(np.arange(start, min(start + VECTOR_ROWS, n)))
-            norms[start : start + len(block)] = np.sqrt(np.add.reduce(block * block, axis=1))
+            np.multiply(block, block, out=block)  # squared in place: one block held, not two
+            norms[start : start + len(block)] = np.sqrt(np.add.reduce(block, axis=1))
         return cls(table, rows, np.maximum(norms, np.float32(1e-12)), unit.widths)
 
     @classmethod
