@@ -13,8 +13,15 @@ pairs, embeddings and clusters' ids are reused.
    the master's published embeddings and encoding only the changed records.
 3. Scores: the new candidate pairs, with the previous model and the value frequencies of the
    updated records; the master's pairs between unchanged records are kept as they were.
-4. Clusters: recomputed over all pairs (cheap next to scoring), then given stable ids
-   (:func:`stable_cluster_ids`); ``changes.parquet`` lists every record whose cluster changed.
+4. Clusters: when records were only added, only the match-graph components holding a new record
+   are clustered again (:func:`_cluster_added`); after corrections or deletions, every pair is.
+5. Stable ids (:func:`stable_cluster_ids`); ``changes.parquet`` lists every record whose
+   cluster changed.
+
+When records were only added, nothing of the master is rewritten: its pair files, embeddings and
+normalised fields are hard-linked into the new result, which adds one part of each for the new
+records (:class:`PairFiles`, :class:`Embeddings`), and the charts add the new pairs' bins to the
+master's. A correction or deletion rewrites them whole.
 """
 
 from __future__ import annotations
@@ -437,6 +444,7 @@ def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.LazyFrame
     )
 
 
+# ---- 3. scores ------------------------------------------------------------------------------
 def _score(
     model: DedupModel, normalised: pl.DataFrame, ids: pl.Series, embeddings: Embeddings, pairs: CandidatePairs
 ) -> pl.DataFrame:
