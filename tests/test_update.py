@@ -24,6 +24,7 @@ from dedup.normalise import normalise_fields
 from dedup.parts import load_embeddings
 from dedup.pipeline import run
 from dedup.publish import run_dir
+from dedup.review.session import ReviewSession
 from dedup.update import _skipped_passes, stable_cluster_ids, update
 from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
 
@@ -251,6 +252,16 @@ def test_passes_the_master_skipped_are_skipped() -> None:
     assert _skipped_passes(report, config) == [False, True] + [False] * (len(names) - 2)
     assert _skipped_passes({}, config) is None  # an older master: estimated again
     assert _skipped_passes({"blocking": report["blocking"][:2]}, config) is None  # other passes
+
+
+def test_the_review_page_retrains_an_updated_master_on_every_record(master: dict, tmp_path: Path) -> None:
+    """An update's report names its change file as input: a retrain from ``dedup review`` must
+    not run on those 1,000 records alone (the master would lose the other 3,000), but on all."""
+    out = tmp_path / "out"
+    update(master["first"], master["root"] / "master", out)
+    source = ReviewSession(out).retrain_input()
+    assert source is not None and source != master["first"]
+    assert pl.read_parquet(source).equals(FEBRL3.head(4000))
 
 
 def test_stable_id_rules() -> None:

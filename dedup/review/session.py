@@ -120,10 +120,14 @@ class ReviewSession:
             self._handed_out.clear()
             self._replay_answers()
 
-    @property
-    def input_path(self) -> Path | None:
+    def retrain_input(self) -> Path | None:
+        """What a retrain runs on: ``--input``, else the run's input file. An update's input is
+        its change file, not every record, so its records are written out (``.review/records.parquet``)
+        and retrained on instead."""
         if self._input is not None:
             return self._input
+        if "update" in self.report:
+            return write_parquet(self.records, self.output / ".review" / "records.parquet")
         given = Path(self.report.get("input", ""))
         return given.resolve() if given.is_file() else None
 
@@ -337,7 +341,7 @@ class ReviewSession:
 
     # ---- retrain ------------------------------------------------------------------------------
     def start_retrain(self) -> dict[str, Any]:
-        source = self.input_path
+        source = self.retrain_input()
         if source is None:
             raise InputError(
                 f"the run's input {self.report.get('input')!r} is not found from here; "
