@@ -227,6 +227,22 @@ def _ids(labels: list[int], previous: list[str | None], first: list[int | None],
     ).to_list()
 
 
+def test_past_the_part_limit_the_pairs_are_written_as_one_file_again(
+    master: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    first = update(master["first"], master["root"] / "master", out)
+    assert len(list((run_dir(out) / "pairs.parquet").iterdir())) == 2
+    monkeypatch.setattr("dedup.update.PAIR_PARTS", 2)  # a third part would pass the limit
+    second = update(master["second"], out)
+    assert (run_dir(out) / "pairs.parquet").is_file()
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    second_drop = FEBRL3["rec_id"].slice(4000).implode()
+    new_pairs = pairs.filter(pl.col("rec_id_l").is_in(second_drop) | pl.col("rec_id_r").is_in(second_drop))
+    assert pairs.height == second["counts"]["candidate_pairs"] == first["counts"]["candidate_pairs"] + new_pairs.height
+    assert new_pairs.height == second["update"]["pairs_scored"]
+
+
 def test_a_drop_whose_key_block_is_too_big_is_refused_and_nothing_is_published(tmp_path: Path) -> None:
     """The update's key passes join only the changed records, but they obey ``blocking_max_pairs``
     as a run's passes do. The master's 400 records are spread over 8 states (9,800 pairs); a drop
