@@ -171,9 +171,11 @@ def score(
     partitioning: Partitioning,
     logger=log,
     known: Path | None = None,
+    known_statistics: Path | None = None,
 ) -> Path:
     """Encode (a piece per record range), complete the candidates (``known``: the trained
-    model's, when training found them), score (a piece per pair range)."""
+    model's, when training found them), score (a piece per pair range). ``known_statistics``:
+    the input's value statistics as training counted them, when it did."""
     result = dest / "pairs.parquet"
     if _finished(dest, result, logger):
         return result
@@ -199,7 +201,10 @@ def score(
             None if known is None else str(known),
         )
     )
-    statistics = str(_one(executor, "score", parts.statistics_part, input_path, config, where))
+    if known_statistics is not None and known_statistics.is_file():  # counted by training on this input
+        statistics = str(known_statistics)
+    else:
+        statistics = str(_one(executor, "score", parts.statistics_part, input_path, config, where))
     pair_ranges = parts.ranges(parts.candidate_count(completed), partitioning.pairs_per_part)
     calls = [
         (input_path, config, model, completed, embeddings, statistics, a, b, str(dest / "scores"))
@@ -343,6 +348,7 @@ def _deduplicate(
         partitioning,
         logger,
         None if trained is None else parts.neighbours_dir(trained) / "candidates.parquet",
+        None if trained is None else parts.statistics_path(trained),
     )
     cluster_dir = layout.stages / f"cluster-{stage_key('cluster', score_key)}"
     clusters = clock("cluster", cluster, input_path, config, pairs, cluster_dir, executor, logger)

@@ -154,6 +154,7 @@ class DedupModel:
             )
             combiner.fit_pair_labels(evidence, is_match, cfg.threshold)
         self.encoder_, self.combiner_ = encoder, combiner
+        self.statistics_ = everyone_statistics  # the input's, for its scoring (not saved with the model)
         # the final encoder's candidates over every record are what scoring this input needs:
         # kept (not saved with the model) so the score stage need not search the neighbours again
         self.candidates_ = None

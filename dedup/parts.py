@@ -133,6 +133,7 @@ def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Pa
     saved = model.save(model_dir)
     if model.candidates_ is not None:
         save_candidates(model.candidates_, neighbours_dir(saved))
+    save_statistics(model.statistics_, statistics_path(saved))
     return saved
 
 
@@ -140,6 +141,13 @@ def neighbours_dir(trained_model: str | Path) -> Path:
     """Where ``train_part`` leaves the candidates with the trained model's embedding neighbours
     (when training saw every record): beside the model in the train stage's folder."""
     return Path(trained_model).parent / "neighbours"
+
+
+def statistics_path(trained_model: str | Path) -> Path:
+    """Where ``train_part`` leaves the input's value statistics (``field_statistics`` of every
+    record, which training counts before it samples): the score stage reads them from there
+    instead of counting them again (6 s at 1M records)."""
+    return Path(trained_model).parent / "statistics.npz"
 
 
 def answered_rows(config: DedupConfig, ids: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -198,10 +206,14 @@ def statistics_part(input_path: str | Path, config: DedupConfig, dest: str | Pat
     """Value frequencies and word vectors of the whole input (one pass, polars): what every score
     piece needs to weigh an agreement by its rarity. Written once, read by each score piece."""
     normalised = read_normalised(input_path, config)  # the config's columns only
-    target = Path(dest) / "statistics.npz"
+    return save_statistics(field_statistics(normalised, config), Path(dest) / "statistics.npz")
+
+
+def save_statistics(statistics: FieldStatistics, target: Path) -> Path:
+    """``statistics`` to ``target`` atomically (``load_statistics`` reads it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez(tmp, **field_statistics(normalised, config).to_arrays())
+    np.savez(tmp, **statistics.to_arrays())
     tmp.replace(target)
     return target
 

@@ -111,8 +111,15 @@ def test_reusing_the_model_is_deterministic(
     assert pl.read_parquet(tmp_path / "again" / "pairs.parquet").equals(pl.read_parquet(out / "pairs.parquet"))
 
 
-def test_same_seed_same_clusters(first_run, febrl1_file: Path, tiny_config: DedupConfig, tmp_path: Path) -> None:
+def test_same_seed_same_clusters(
+    first_run, febrl1_file: Path, tiny_config: DedupConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, _ = first_run
+
+    def counted_again(*args: object) -> None:
+        raise AssertionError("the score stage counted the value statistics training had counted")
+
+    monkeypatch.setattr("dedup.parts.statistics_part", counted_again)  # a run that trains passes them on
     run(febrl1_file, tiny_config, tmp_path / "rerun")
     assert pl.read_parquet(tmp_path / "rerun" / "clusters.parquet").equals(pl.read_parquet(out / "clusters.parquet"))
 
