@@ -13,8 +13,8 @@ pairs, embeddings and clusters' ids are reused.
    the master's published embeddings and encoding only the changed records.
 3. Scores: the new candidate pairs, with the previous model and the value frequencies of the
    updated records; the master's pairs between unchanged records are kept as they were.
-4. Clusters: when records were only added, only the match-graph components holding a new record
-   are clustered again (:func:`_cluster_added`); after corrections or deletions, every pair is.
+4. Clusters: only the match-graph components that hold a changed record, or held a corrected or
+   deleted one, are clustered again (:func:`_cluster_touched`); the others keep their clusters.
 5. Stable ids (:func:`stable_cluster_ids`); ``changes.parquet`` lists every record whose
    cluster changed.
 
@@ -166,15 +166,10 @@ def _update(
     scored = scored.select(pl.col(c).cast(t) for c, t in master_pairs.collect_schema().items())
     clock["score"] = _lap(start, clock)
 
-    position = pl.DataFrame({id_col: records[id_col], "_row": pl.int_range(records.height, eager=True)})
-    if embeddings.linked:  # records were only added: the master's clusters away from them stand
-        kept = master_pairs
-        (labels, total, count), counted = _cluster_added(
-            master / "pairs.parquet", scored, position, outputs["cluster_confidence"], before, changed, config
-        )
-    else:
-        kept = _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
-        (labels, total, count), counted = _cluster_all(kept, scored, position, config)
+    kept = master_pairs if only_added else _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
+    (labels, total, count), counted = _cluster_touched(
+        master / "pairs.parquet", kept, scored, records[id_col], inputs[id_col], outputs, before, changed, config
+    )
     clusters = cluster_frame(records, id_col, labels, total, count)
     ids = stable_cluster_ids(labels, before["cluster_id"], before["_first"], records[id_col])
     clusters = clusters.with_columns(ids.alias("cluster_id"))
@@ -472,46 +467,53 @@ def _ends(pairs: pl.LazyFrame, position: pl.DataFrame, matches_only: bool = Fals
     return ends.join(position.rename({id_col: f"{id_col}_r", "_row": "r"}), on=f"{id_col}_r").select("l", "r", "p")
 
 
-def _cluster_all(
-    kept: pl.LazyFrame, scored: pl.DataFrame, position: pl.DataFrame, config
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
-    """Every record clustered again over every pair (after corrections or deletions, whose
-    pairs are gone): labels, confidence sums, and the counts the report shows."""
-    ends = pl.concat([_ends(kept, position), _ends(scored.lazy(), position)])
-    left, right, probability = ends["l"].to_numpy(), ends["r"].to_numpy(), ends["p"].to_numpy()
-    labels = cluster_labels(position.height, left, right, probability, config.threshold, config.clustering)
-    matches = int((probability >= config.threshold).sum())
-    counted = {"pairs": ends.height, "matches": matches, "kept": ends.height - scored.height}
-    return (labels, *confidence_sums(labels, left, right, probability)), counted
+def _positions(ids: pl.Series) -> pl.DataFrame:
+    """Each id's row position, for ``_ends``."""
+    return pl.DataFrame({ids.name: ids, "_row": pl.int_range(ids.len(), eager=True)})
 
 
-def _cluster_added(
+def _cluster_touched(
     pairs_path: Path,
+    kept: pl.LazyFrame,
     scored: pl.DataFrame,
-    position: pl.DataFrame,
-    confidence: pl.Series,
+    ids: pl.Series,
+    master_ids: pl.Series,
+    outputs: pl.DataFrame,
     before: pl.DataFrame,
     changed: np.ndarray,
     config,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
-    """Clusters after records were only added, re-clustering only what the new records touch.
+    """Clusters after the update, re-clustering only what the changed records touch.
 
     Clustering looks at one component of the match graph at a time (the edges at or above the
-    threshold: ``dedup.clustering``), so a component that holds no new record has the same
-    edges as before and splits as it did: its records keep their clusters and confidences. The
-    components holding a new record are clustered again over their pairs, with the same rule.
+    threshold: ``dedup.clustering``). A component that holds no changed record, and held no
+    corrected or deleted one before, has the same edges as before and splits as it did: its
+    records keep their clusters and confidences. The others are clustered again over their
+    pairs (``kept``: the master's pairs that stay; ``scored``: the new ones), with the same rule.
     Only the match edges are read whole (a sixth of the pairs at 1M records), plus the pairs
     inside the touched components.
     """
-    id_col = position.columns[0]
-    n = position.height
+    n = ids.len()
+    position = _positions(ids)
     master_pairs = pl.scan_parquet(pairs_path)
-    edges = pl.concat([_ends(master_pairs, position, matches_only=True), _ends(scored.lazy(), position, True)])
+    first = before["_first"].to_numpy()  # each record's master row (NaN: a new one)
+    from_master = ~np.isnan(first)
+    edges = pl.concat([_ends(kept, position, matches_only=True), _ends(scored.lazy(), position, True)])
     component = components(n, edges["l"].to_numpy(), edges["r"].to_numpy())
-    touched = np.isin(component, np.unique(component[changed]))
+    seeds = changed.copy()
+    unchanged_rows = first[~changed].astype(np.int64)  # the master rows that stay as they were
+    only_added = np.array_equal(unchanged_rows, np.arange(master_ids.len()))
+    if not only_added:  # a correction or a deletion: what its old component held is touched too
+        old = _ends(master_pairs, _positions(master_ids), matches_only=True)
+        old_component = components(master_ids.len(), old["l"].to_numpy(), old["r"].to_numpy())
+        dirty = np.ones(master_ids.len(), dtype=bool)
+        dirty[unchanged_rows] = False
+        hit = np.isin(old_component, np.unique(old_component[dirty]))  # held a corrected or deleted record
+        seeds[~changed] |= hit[unchanged_rows]
+    touched = np.isin(component, np.unique(component[seeds]))
     rows = np.flatnonzero(touched)
-    ids = position[id_col].gather(rows).implode()
-    inside = master_pairs.filter(pl.col(f"{id_col}_l").is_in(ids) & pl.col(f"{id_col}_r").is_in(ids))
+    inside_ids = ids.gather(rows).implode()
+    inside = kept.filter(pl.col(f"{ids.name}_l").is_in(inside_ids) & pl.col(f"{ids.name}_r").is_in(inside_ids))
     ends = pl.concat([_ends(inside, position), _ends(scored.lazy(), position)])
     ends = ends.filter(pl.Series(touched[ends["l"].to_numpy()] & touched[ends["r"].to_numpy()]))
     left, right = np.searchsorted(rows, ends["l"].to_numpy()), np.searchsorted(rows, ends["r"].to_numpy())
@@ -522,12 +524,16 @@ def _cluster_added(
     labels = previous.copy()
     labels[rows] = previous.max() + 1 + local
     sums, counts = confidence_sums(local, left, right, probability)
-    kept_confidence = np.concatenate([confidence.to_numpy().astype(np.float64), np.full(n - confidence.len(), np.nan)])
-    total = np.where(np.isnan(kept_confidence), 0.0, kept_confidence)
-    count = (~np.isnan(kept_confidence)).astype(np.int64)
+    confidence = np.full(n, np.nan)
+    master_confidence = outputs["cluster_confidence"].to_numpy().astype(np.float64)
+    confidence[from_master] = master_confidence[first[from_master].astype(np.int64)]
+    total, count = np.nan_to_num(confidence, nan=0.0), (~np.isnan(confidence)).astype(np.int64)
     total[rows], count[rows] = sums, counts
-    master_count = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_parts(pairs_path))
-    counted = {"pairs": master_count + scored.height, "matches": edges.height, "kept": master_count}
+    if only_added:  # every master pair is kept: their files say how many
+        kept_count = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_parts(pairs_path))
+    else:
+        kept_count = int(kept.select(pl.len()).collect().item())
+    counted = {"pairs": kept_count + scored.height, "matches": edges.height, "kept": kept_count}
     return (labels, total, count), counted
 
 

@@ -118,6 +118,58 @@ def test_corrections_and_deletions(master: dict, tmp_path: Path) -> None:
     reasons = dict(zip(listed["rec_id"].to_list(), listed["reason"].cast(pl.String).to_list(), strict=True))
     assert reasons[drop] == "deleted" and reasons[other["rec_id"]] == "merged"
     assert report["update"]["deleted_records"] == 1 and report["update"]["corrected_records"] == 1
+    # only the components the changes touch were clustered again: the same as clustering every pair
+    config = master["config"]
+    assert _agreement(after, _clustered_from_every_pair(tmp_path / "out", config)) == 1.0
+    assert after["cluster_confidence"].equals(
+        _clustered_from_every_pair(tmp_path / "out", config)["cluster_confidence"]
+    )
+    assert pl.read_parquet(tmp_path / "out" / "pairs.parquet").height == report["counts"]["candidate_pairs"]
+    # a record corrected out of a bigger cluster splits it; the rest of the master stands
+    big = after.filter(pl.col("cluster_size") >= 3).sort("rec_id").head(1)
+    nowhere = {c: "zzyzx qqq" for c in FEBRL3.columns if c != "rec_id"}  # like no other record
+    leaving = big.select(FEBRL3.columns).with_columns(
+        pl.lit(v).cast(FEBRL3.schema[c]).alias(c) for c, v in nowhere.items()
+    )
+    leaving.write_parquet(tmp_path / "split.parquet")
+    update(tmp_path / "split.parquet", tmp_path / "out")
+    split = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
+    assert split.filter(pl.col("rec_id") == big["rec_id"][0])["cluster_size"][0] == 1
+    scratch = _clustered_from_every_pair(tmp_path / "out", config)
+    assert _agreement(split, scratch) == 1.0 and split["cluster_confidence"].equals(scratch["cluster_confidence"])
+
+
+def test_deleting_the_middle_of_a_chain_splits_it(master: dict, tmp_path: Path) -> None:
+    """A cluster of three held by two match edges (a chain) loses its middle record: its ends
+    share no edge, so they part, though neither end changed (the component that held the
+    deleted record is clustered again, not only the changed records' new components)."""
+    clusters = pl.read_parquet(master["root"] / "master" / "clusters.parquet").select("rec_id", "cluster_id")
+    edges = (
+        pl.read_parquet(master["root"] / "master" / "pairs.parquet").filter("is_match").select("rec_id_l", "rec_id_r")
+    )
+    inside = edges.join(clusters.rename({"rec_id": "rec_id_l"}), on="rec_id_l").join(
+        clusters.rename({"rec_id": "rec_id_r", "cluster_id": "other"}), on="rec_id_r"
+    )
+    inside = inside.filter(pl.col("cluster_id") == pl.col("other"))
+    size = clusters.group_by("cluster_id").len("size")
+    chains = (
+        inside.group_by("cluster_id")
+        .len("edges")
+        .join(size, on="cluster_id")
+        .filter((pl.col("size") == 3) & (pl.col("edges") == 2))
+    )
+    assert chains.height, "the master holds no chain of three to test with"
+    chain = inside.filter(pl.col("cluster_id") == chains.sort("cluster_id")["cluster_id"][0])
+    ends = pl.concat([chain["rec_id_l"], chain["rec_id_r"]]).value_counts()
+    middle = ends.filter(pl.col("count") == 2)["rec_id_l"][0]
+    outer = ends.filter(pl.col("count") == 1)["rec_id_l"].to_list()
+    FEBRL3.filter(pl.col("rec_id") == middle).with_columns(pl.lit("delete").alias("op")).write_parquet(
+        tmp_path / "delete.parquet"
+    )
+    update(tmp_path / "delete.parquet", master["root"] / "master", tmp_path / "out")
+    after = pl.read_parquet(tmp_path / "out" / "clusters.parquet")
+    assert after.filter(pl.col("rec_id").is_in(outer))["cluster_id"].n_unique() == 2
+    assert _agreement(after, _clustered_from_every_pair(tmp_path / "out", master["config"])) == 1.0
 
 
 def _published_embeddings(out: Path) -> tuple[list[Path], dict[str, np.ndarray]]:
