@@ -21,7 +21,9 @@ class PairEvidence:
     IDF-weighted word cosine for text fields, NaN elsewhere or where either has no words;
     ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the
     chance another record shares that value (term frequency), NaN otherwise; ``long``: both text
-    values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``).
+    values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``);
+    ``codes_differ``: both long text values name a model or part number and share none
+    (``dedup.frequencies.codes_differ``): the field counts as different.
     """
 
     sims: np.ndarray
@@ -29,6 +31,7 @@ class PairEvidence:
     exact: np.ndarray
     frequency: np.ndarray
     long: np.ndarray
+    codes_differ: np.ndarray
 
     def __len__(self) -> int:
         return int(self.sims.shape[0])
@@ -41,4 +44,4 @@ class PairEvidence:
         return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in _ARRAYS))
 
 
-_ARRAYS = ("sims", "tokens", "exact", "frequency", "long")
+_ARRAYS = ("sims", "tokens", "exact", "frequency", "long", "codes_differ")

@@ -31,6 +31,7 @@ class FieldEvidence:
     right: str | None
     similarity: float | None
     bits: float
+    codes_differ: bool = False  # long texts naming different model numbers: scored as different
 
 
 @dataclass
@@ -77,19 +78,20 @@ def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:
     left, right = pairs[f"{config.id_column}_l"].cast(pl.String), pairs[f"{config.id_column}_r"].cast(pl.String)
     a, b = str(id_a), str(id_b)
     candidate = bool((((left == a) & (right == b)) | ((left == b) & (right == a))).any())
-    evidence = [
+    fields = [
         FieldEvidence(
             f,
             pair[f][0] if pair[f][0] is None else str(pair[f][0]),
             pair[f][1] if pair[f][1] is None else str(pair[f][1]),
             None if np.isnan(sims[0, j]) else float(sims[0, j]),
             float(bits[j]),
+            bool(evidence.codes_differ[0, j]),
         )
         for j, f in enumerate(config.fields)
     ]
     return Explanation(
         ids=(a, b),
-        fields=evidence,
+        fields=fields,
         prior_bits=model.combiner_.prior_weight(),
         match_weight=weight,
         probability=float(1 / (1 + 2.0**-weight)),
@@ -106,7 +108,8 @@ def format_explanation(e: Explanation, width: int = 28) -> str:
     lines = [f"{'field':16s} {cut(e.ids[0]):{width}s} {cut(e.ids[1]):{width}s} {'similarity':>10s} {'bits':>7s}"]
     for f in e.fields:
         sim = "" if f.similarity is None else f"{f.similarity:.3f}"
-        lines.append(f"{f.field:16s} {cut(f.left):{width}s} {cut(f.right):{width}s} {sim:>10s} {f.bits:+7.2f}")
+        note = "  (different model numbers)" if f.codes_differ else ""
+        lines.append(f"{f.field:16s} {cut(f.left):{width}s} {cut(f.right):{width}s} {sim:>10s} {f.bits:+7.2f}{note}")
     lines.append(f"{'prior':16s} {'':{width}s} {'':{width}s} {'':>10s} {e.prior_bits:+7.2f}")
     verdict = "same cluster" if e.clusters[0] == e.clusters[1] else "different clusters"
     found = "a candidate pair" if e.candidate else "not proposed by blocking (scored now)"

@@ -20,6 +20,7 @@ text field; pairs then gather rows (``token_similarity``), never loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 import polars as pl
@@ -56,6 +57,7 @@ class FieldStatistics:
     tokens: dict[str, sp.csr_matrix]
     vocabulary: dict[str, Vocabulary] | None = None  # text fields' word counts (training only, not saved)
     exact_u: dict[str, float] | None = None  # per field: chance two random records agree exactly
+    codes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``code_numbers``
 
     @property
     def records(self) -> int:
@@ -69,6 +71,7 @@ class FieldStatistics:
             {f: matrix[rows] for f, matrix in self.tokens.items()},
             self.vocabulary,
             self.exact_u,
+            {f: matrix[rows] for f, matrix in self.codes.items()},
         )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -81,11 +84,15 @@ class FieldStatistics:
                 m = self.tokens[f]
                 arrays |= {f"tok_data.{j}": m.data, f"tok_indices.{j}": m.indices, f"tok_indptr.{j}": m.indptr}
                 arrays[f"tok_shape.{j}"] = np.asarray(m.shape, dtype=np.int64)
+            if f in self.codes:
+                m = self.codes[f]
+                arrays |= {f"code_indices.{j}": m.indices, f"code_indptr.{j}": m.indptr}
+                arrays[f"code_shape.{j}"] = np.asarray(m.shape, dtype=np.int64)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], fields: list[str]) -> FieldStatistics:
-        ids, freq, tokens = {}, {}, {}
+        ids, freq, tokens, codes = {}, {}, {}, {}
         for j, f in enumerate(fields):
             ids[f], freq[f] = arrays[f"ids.{j}"], arrays[f"freq.{j}"]
             if f"tok_data.{j}" in arrays:
@@ -93,7 +100,11 @@ class FieldStatistics:
                 tokens[f] = sp.csr_matrix(
                     (arrays[f"tok_data.{j}"], arrays[f"tok_indices.{j}"], arrays[f"tok_indptr.{j}"]), shape=shape
                 )
-        return cls(ids, freq, tokens)
+            if f"code_indices.{j}" in arrays:
+                indices, shape = arrays[f"code_indices.{j}"], tuple(int(x) for x in arrays[f"code_shape.{j}"])
+                ones = np.ones(len(indices), dtype=np.float32)
+                codes[f] = sp.csr_matrix((ones, indices, arrays[f"code_indptr.{j}"]), shape=shape)
+        return cls(ids, freq, tokens, codes=codes)
 
 
 def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.ndarray | None = None) -> FieldStatistics:
@@ -103,7 +114,7 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.nda
     rarity still counted over every record: what scoring a few records' pairs needs (``dedup
     update``, ``dedup explain``), without ranking every value and building every word vector.
     """
-    ids, freq, tokens, vocabulary, exact_u = {}, {}, {}, {}, {}
+    ids, freq, tokens, vocabulary, exact_u, codes = {}, {}, {}, {}, {}, {}
     for field, kind in config.fields.items():
         values = normalised[field]
         if rows is None:
@@ -122,7 +133,8 @@ def field_statistics(normalised: pl.DataFrame, config: DedupConfig, rows: np.nda
                 values = values.gather(rows)
                 found = words(values, known)
             tokens[field] = word_vectors(values, vocabulary[field], found)
-    return FieldStatistics(ids, freq, tokens, vocabulary, exact_u if rows is None else None)
+            codes[field] = code_numbers(found, values.len())
+    return FieldStatistics(ids, freq, tokens, vocabulary, exact_u if rows is None else None, codes)
 
 
 def exact_agreement(values: pl.Series) -> float:
@@ -273,6 +285,51 @@ def word_vectors(
     matrix = sp.diags(scale) @ matrix
     matrix.eliminate_zeros()
     return matrix.tocsr()
+
+
+def code_numbers(found: pl.DataFrame, n: int) -> sp.csr_matrix:
+    """Each value's model or part numbers: the digits of its words holding both a letter and a
+    digit (``kdl46s4100`` -> ``464100``), as a 0/1 row (``codes_differ`` reads them).
+
+    By their digits alone, so a colour or region suffix (``fdb130wh`` / ``fdb130rgs``, ``mb276ll``
+    / ``mb276lla``) and a letter typo leave two spellings of one model agreeing.
+    """
+    code = found.filter(pl.col("word").str.contains(r"\d") & pl.col("word").str.contains(r"\p{L}"))
+    digits = code["word"].str.replace_all(r"\D", "")
+    columns = digits.rank("dense").to_numpy().astype(np.int64) - 1 if code.height else np.empty(0, np.int64)
+    rows = code["row"].to_numpy().astype(np.int64)
+    width = int(columns.max()) + 1 if len(columns) else 1
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(n, width))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def codes_differ(codes: sp.csr_matrix, left: np.ndarray, right: np.ndarray, long: np.ndarray) -> np.ndarray:
+    """Per pair: two long text values (``long``: ``LONG_TEXT_WORDS`` words each) that both name
+    a model or part number and share none (``code_numbers``).
+
+    In a product's title one differing model number says more than every shared word: two
+    televisions of one series share brand, series, size and kind, and differ in that number
+    alone. Short values (an e-mail, a code) are left to their similarity: there a typo is what
+    makes the numbers differ.
+    """
+    has = np.diff(codes.indptr) > 0
+    both = has[left] & has[right] & long
+    out = np.zeros(len(left), dtype=bool)
+    at = np.flatnonzero(both)
+    for start in range(0, len(at), 1 << 16):
+        chosen = at[start : start + (1 << 16)]
+        shared = np.asarray(codes[left[chosen]].multiply(codes[right[chosen]]).sum(axis=1)).ravel()
+        out[chosen] = shared == 0
+    return out
+
+
+def value_pair_codes_differ(left: pl.Series, right: pl.Series, long: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """``codes_differ`` of ``left[i]`` and ``right[i]`` (values outside the data too)."""
+    n = left.len()
+    found = words(pl.concat([left.cast(pl.String), right.cast(pl.String)]), vocabulary.words["word"])
+    return codes_differ(code_numbers(found, 2 * n), np.arange(n), np.arange(n, 2 * n), long)
 
 
 def value_pair_similarity(left: pl.Series, right: pl.Series, vocabulary: Vocabulary) -> np.ndarray:

@@ -19,7 +19,7 @@ from dedup.blocking import CandidatePairs
 from dedup.combiner import Combiner
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, encode_values
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
-from dedup.frequencies import FieldStatistics, token_similarity
+from dedup.frequencies import FieldStatistics, codes_differ, token_similarity
 from dedup.progress import progress
 
 PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
@@ -69,6 +69,7 @@ def compare_pairs(
     tokens = np.full(sims.shape, np.nan, dtype=np.float32)
     exact = np.zeros(sims.shape, dtype=bool)
     long = np.zeros(sims.shape, dtype=bool)
+    differ = np.zeros(sims.shape, dtype=bool)
     frequency = np.full(sims.shape, np.nan, dtype=np.float32)
     for j, f in enumerate(fields):
         ids = statistics.value_ids[f]
@@ -82,7 +83,9 @@ def compare_pairs(
             tokens[:, j] = token_similarity(matrix, left, right)
             count = np.diff(matrix.indptr)
             long[:, j] = np.minimum(count[left], count[right]) >= LONG_TEXT_WORDS
-    return PairEvidence(sims, tokens, exact, frequency, long)
+            if f in statistics.codes:
+                differ[:, j] = codes_differ(statistics.codes[f], left, right, long[:, j]) & ~same
+    return PairEvidence(sims, tokens, exact, frequency, long, differ)
 
 
 def score_pairs(

@@ -15,7 +15,8 @@ def evidence(sims: np.ndarray, exact: np.ndarray | None = None, frequency: float
     exact = np.zeros(sims.shape, bool) if exact is None else exact
     sims[exact] = 1.0
     freq = np.where(exact, frequency, np.nan).astype(np.float32)
-    return PairEvidence(sims, np.full_like(sims, np.nan), exact, freq, np.zeros(sims.shape, bool))
+    nothing = np.zeros(sims.shape, bool)
+    return PairEvidence(sims, np.full_like(sims, np.nan), exact, freq, nothing, nothing)
 
 
 def population(rng: np.random.Generator, n_match: int, n_non: int) -> tuple[PairEvidence, np.ndarray]:
@@ -77,7 +78,7 @@ def test_exact_agreement_on_a_rare_value_weighs_more_than_on_a_common_one() -> N
     pairs = evidence(sims, exact)
     frequency = pairs.frequency.copy()
     frequency[0, 0], frequency[1, 0] = 0.0001, 0.2  # a surname held by 0.01% vs 20% of records
-    pairs = PairEvidence(pairs.sims, pairs.tokens, pairs.exact, frequency, pairs.long)
+    pairs = PairEvidence(pairs.sims, pairs.tokens, pairs.exact, frequency, pairs.long, pairs.codes_differ)
     bits = combiner.field_weights(pairs)[:, 0]
     assert bits[0] - bits[1] == pytest.approx(np.log2(0.2 / 0.0001), abs=0.01)
 
@@ -170,3 +171,26 @@ def test_pair_labels_correct_a_field_the_label_free_fit_over_trusts_and_round_tr
     assert np.allclose(log_odds[~identical], combiner.match_weight(misled)[~identical], atol=1e-3)
     again = Combiner.from_dict(combiner.to_dict())
     assert np.array_equal(again.predict_proba(misled), combiner.predict_proba(misled))
+
+
+def test_a_different_model_number_makes_the_field_different_when_scoring_not_when_fitting() -> None:
+    """Two televisions of one series read alike but for their model numbers: scoring puts the
+    field at its "different" level, while the label-free fit reads the similarity alone."""
+    rng = np.random.default_rng(6)
+    candidates, _ = population(rng, 400, 4000)
+    combiner = fitted(rng, candidates, total=400_000)
+    pairs = evidence(np.array([[0.99, 0.95, 0.95], [0.99, 0.95, 0.95]]))
+    differ = np.zeros((2, 3), bool)
+    differ[1, 0] = True
+    pairs = PairEvidence(pairs.sims, pairs.tokens, pairs.exact, pairs.frequency, pairs.long, differ)
+    levels = combiner.levels(pairs)
+    assert levels[1, 0] == combiner.n_levels - 1 and levels[0, 0] < combiner.n_levels - 1
+    assert combiner.levels(pairs, codes=False)[1, 0] == levels[0, 0]
+    bits = combiner.field_weights(pairs)
+    assert bits[0, 0] > 0 > bits[1, 0]
+    # the other fields lose nothing (only their dependence with the first, now not agreeing)
+    assert (bits[1, 1:] >= bits[0, 1:]).all()
+    exact = pairs.exact.copy()
+    exact[1, 0] = True  # equal values never differ
+    both = PairEvidence(pairs.sims, pairs.tokens, exact, np.where(exact, 0.01, np.nan), pairs.long, differ)
+    assert combiner.levels(both)[1, 0] == EXACT_LEVEL

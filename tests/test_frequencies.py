@@ -113,3 +113,33 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
     full = token_similarity(everyone.tokens["title"], rows[left], rows[right])
     assert np.allclose(part, full, atol=1e-6, equal_nan=True)
     assert some.tokens["title"].shape[0] == len(rows)
+    from dedup.frequencies import FieldStatistics, codes_differ
+
+    long = np.ones(len(left), bool)
+    differ = codes_differ(everyone.codes["title"], rows[left], rows[right], long)
+    assert differ.any() and np.array_equal(codes_differ(some.codes["title"], left, right, long), differ)
+    # saved beside a model and read back by scoring: the same model numbers
+    again = FieldStatistics.from_arrays(everyone.to_arrays(), list(config.fields))
+    assert np.array_equal(codes_differ(again.codes["title"], rows[left], rows[right], long), differ)
+
+
+def test_long_titles_naming_different_model_numbers_differ_and_spellings_of_one_do_not() -> None:
+    from dedup.frequencies import code_numbers, codes_differ
+
+    titles = pl.Series(
+        [
+            "sony bravia s series kdl 46s4100 46 lcd tv kdl46s4100",  # 0
+            "sony bravia xbr series kdl 46xbr6 46 lcd tv kdl46xbr6",  # 1: another model
+            "frigidaire 24 white built in dishwasher fdb130wh",  # 2
+            "frigidaire fdb130rgs 24 built in dishwasher white",  # 3: one model, another colour
+            "sony bravia 46 lcd tv",  # 4: names no model number
+            "e.rogers3@hopkins.org",  # 5: short values: a typo is what differs there
+            "e.rogers4@hopkins.org",  # 6
+        ]
+    )
+    found = words(titles)
+    codes = code_numbers(found, titles.len())
+    left, right = np.array([0, 2, 0, 5, 0]), np.array([1, 3, 4, 6, 0])
+    count = found.group_by("row").len().sort("row")["len"].to_numpy()
+    long = np.minimum(count[left], count[right]) >= 4
+    assert codes_differ(codes, left, right, long).tolist() == [True, False, False, False, False]
