@@ -135,11 +135,15 @@ def test_long_titles_naming_different_model_numbers_differ_and_spellings_of_one_
             "sony bravia 46 lcd tv",  # 4: names no model number
             "e.rogers3@hopkins.org",  # 5: short values: a typo is what differs there
             "e.rogers4@hopkins.org",  # 6
+            "transcend 16gb sdhc card and compact card reader ts16gsdhc6s5w",  # 7
+            "apple 16gb green 4th generation ipod nano mb913lla",  # 8: one size, another model
+            "apple 8gb ipod nano pink 4th generation mb735lla",  # 9: a size and an ordinal, one model
+            "apple 4gb ipod nano pink mb735lla",  # 10
         ]
     )
     found = words(titles)
     codes = code_numbers(found, titles.len())
-    left, right = np.array([0, 2, 0, 5, 0]), np.array([1, 3, 4, 6, 0])
+    left, right = np.array([0, 2, 0, 5, 0, 7, 9]), np.array([1, 3, 4, 6, 0, 8, 10])
     count = found.group_by("row").len().sort("row")["len"].to_numpy()
     long = np.minimum(count[left], count[right]) >= 4
-    assert codes_differ(codes, left, right, long).tolist() == [True, False, False, False, False]
+    assert codes_differ(codes, left, right, long).tolist() == [True, False, False, False, False, True, False]

@@ -193,7 +193,7 @@ def test_products_naming_different_model_numbers_stay_apart(tmp_path: Path) -> N
     """Abt-Buy (real shop listings, truth made by others): televisions of one series, cameras
     of one line read alike but for their model numbers. Before scoring read those numbers, the
     label-free run merged the lines (cluster pair-F1 0.03 with these tiny settings, 0.22 full
-    size); now it keeps them apart (0.31; 0.38 full size)."""
+    size); now it keeps them apart (0.39; 0.41 full size)."""
     root = Path(__file__).resolve().parents[1]
     config = parse_config((root / "benchmarks/configs/realdata/abtbuy.yaml").read_text() + TINY_TRAINING)
     out = tmp_path / "out"
