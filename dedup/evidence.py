@@ -22,8 +22,9 @@ class PairEvidence:
     ``exact``: the two normalised values are equal; ``frequency``: for exact agreements, the
     chance another record shares that value (term frequency), NaN otherwise; ``long``: both text
     values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``);
-    ``codes_differ``: both long text values name a model or part number and share none
-    (``dedup.frequencies.codes_differ``): the field counts as different.
+    ``codes_differ``: both long text values name a model or part number and share none, or a
+    storage size and share none (``dedup.frequencies.codes_differ``): the field counts as
+    different when scoring.
     """
 
     sims: np.ndarray

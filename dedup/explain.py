@@ -31,7 +31,7 @@ class FieldEvidence:
     right: str | None
     similarity: float | None
     bits: float
-    codes_differ: bool = False  # long texts naming different model numbers: scored as different
+    codes_differ: bool = False  # long texts naming different model numbers or sizes: scored as different
 
 
 @dataclass
@@ -108,7 +108,7 @@ def format_explanation(e: Explanation, width: int = 28) -> str:
     lines = [f"{'field':16s} {cut(e.ids[0]):{width}s} {cut(e.ids[1]):{width}s} {'similarity':>10s} {'bits':>7s}"]
     for f in e.fields:
         sim = "" if f.similarity is None else f"{f.similarity:.3f}"
-        note = "  (different model numbers)" if f.codes_differ else ""
+        note = "  (different model numbers or sizes)" if f.codes_differ else ""
         lines.append(f"{f.field:16s} {cut(f.left):{width}s} {cut(f.right):{width}s} {sim:>10s} {f.bits:+7.2f}{note}")
     lines.append(f"{'prior':16s} {'':{width}s} {'':{width}s} {'':>10s} {e.prior_bits:+7.2f}")
     verdict = "same cluster" if e.clusters[0] == e.clusters[1] else "different clusters"

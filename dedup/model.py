@@ -33,7 +33,7 @@ from dedup.corrupt import corrupt_values
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
-from dedup.frequencies import FieldStatistics, field_statistics, value_pair_codes_differ, value_pair_similarity
+from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
 from dedup.scoring import compare_pairs, embed_records
 from dedup.training import field_examples, train_encoder
@@ -448,7 +448,7 @@ def synthetic_duplicate_evidence(
     tokens = np.full((count, len(fields)), np.nan, dtype=np.float32)
     exact = np.zeros((count, len(fields)), dtype=bool)
     long = np.zeros((count, len(fields)), dtype=bool)
-    differ = np.zeros((count, len(fields)), dtype=bool)
+    differ = np.zeros((count, len(fields)), dtype=bool)  # not read: the fit reads similarity alone
     frequency = np.full((count, len(fields)), np.nan, dtype=np.float32)
     with torch.inference_mode():
         for j, (field, kind) in enumerate(encoder.fields.items()):
@@ -475,8 +475,6 @@ def synthetic_duplicate_evidence(
                 tokens[missing, j] = np.nan
                 counted = np.minimum(values.str.split(" ").list.len().fill_null(0).to_numpy(), count_words_of(copies))
                 long[:, j] = counted >= LONG_TEXT_WORDS
-                differ[:, j] = value_pair_codes_differ(values, copies, long[:, j], statistics.vocabulary[field])
-                differ[same | missing, j] = False
     return PairEvidence(sims, tokens, exact, frequency, long, differ)
 
 

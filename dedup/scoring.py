@@ -85,6 +85,8 @@ def compare_pairs(
             long[:, j] = np.minimum(count[left], count[right]) >= LONG_TEXT_WORDS
             if f in statistics.codes:
                 differ[:, j] = codes_differ(statistics.codes[f], left, right, long[:, j]) & ~same
+            if f in statistics.sizes:
+                differ[:, j] |= codes_differ(statistics.sizes[f], left, right, long[:, j]) & ~same
     return PairEvidence(sims, tokens, exact, frequency, long, differ)
 
 

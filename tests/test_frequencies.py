@@ -95,6 +95,7 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
     # "kx tca92" is one word because a row outside the subset writes it so: the join must be
     # decided by every record's words, not the subset's
     titles[5], titles[6] = "kx tca92 usb", "kxtca92 drive"
+    titles[120] = "kx tca93 usb drive 32 gb"  # another model number, and a size written apart
     names = rng.choice(["ann", "bob", "cy", None], size=300).tolist()
     # a field named like polars' count column, and values held by rows outside the subset
     normalised = pl.DataFrame({"count": names, "title": titles})
@@ -116,15 +117,15 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
     from dedup.frequencies import FieldStatistics, codes_differ
 
     long = np.ones(len(left), bool)
-    differ = codes_differ(everyone.codes["title"], rows[left], rows[right], long)
-    assert differ.any() and np.array_equal(codes_differ(some.codes["title"], left, right, long), differ)
-    # saved beside a model and read back by scoring: the same model numbers
-    again = FieldStatistics.from_arrays(everyone.to_arrays(), list(config.fields))
-    assert np.array_equal(codes_differ(again.codes["title"], rows[left], rows[right], long), differ)
+    again = FieldStatistics.from_arrays(everyone.to_arrays(), list(config.fields))  # saved, read back
+    for numbers in ("codes", "sizes"):
+        differ = codes_differ(getattr(everyone, numbers)["title"], rows[left], rows[right], long)
+        assert differ.any() and np.array_equal(codes_differ(getattr(some, numbers)["title"], left, right, long), differ)
+        assert np.array_equal(codes_differ(getattr(again, numbers)["title"], rows[left], rows[right], long), differ)
 
 
-def test_long_titles_naming_different_model_numbers_differ_and_spellings_of_one_do_not() -> None:
-    from dedup.frequencies import code_numbers, codes_differ
+def test_long_titles_naming_different_model_numbers_or_sizes_differ_and_spellings_of_one_do_not() -> None:
+    from dedup.frequencies import code_numbers, codes_differ, size_numbers
 
     titles = pl.Series(
         [
@@ -137,13 +138,17 @@ def test_long_titles_naming_different_model_numbers_differ_and_spellings_of_one_
             "e.rogers4@hopkins.org",  # 6
             "transcend 16gb sdhc card and compact card reader ts16gsdhc6s5w",  # 7
             "apple 16gb green 4th generation ipod nano mb913lla",  # 8: one size, another model
-            "apple 8gb ipod nano pink 4th generation mb735lla",  # 9: a size and an ordinal, one model
-            "apple 4gb ipod nano pink mb735lla",  # 10
+            "verbatim store n go usb 3.0 128 gb",  # 9: a size written apart from its unit
+            "verbatim store n go usb stick 32go",  # 10: another size
+            "verbatim store n go 3.0 128gb black",  # 11: the size of 9, written whole
+            "sandisk cruzer blade 2.0 usb",  # 12: numbers, but neither a model nor a size
+            "sandisk cruzer blade 3.0 usb",  # 13
         ]
     )
     found = words(titles)
-    codes = code_numbers(found, titles.len())
-    left, right = np.array([0, 2, 0, 5, 0, 7, 9]), np.array([1, 3, 4, 6, 0, 8, 10])
+    models, sizes = code_numbers(found, titles.len()), size_numbers(found, titles)
+    left, right = np.array([0, 2, 0, 5, 0, 7, 9, 9, 12]), np.array([1, 3, 4, 6, 0, 8, 10, 11, 13])
     count = found.group_by("row").len().sort("row")["len"].to_numpy()
     long = np.minimum(count[left], count[right]) >= 4
-    assert codes_differ(codes, left, right, long).tolist() == [True, False, False, False, False, True, False]
+    differ = codes_differ(models, left, right, long) | codes_differ(sizes, left, right, long)
+    assert differ.tolist() == [True, False, False, False, False, True, True, False, False]
