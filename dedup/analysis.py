@@ -17,6 +17,7 @@ from dedup.config import load_config
 from dedup.errors import InputError
 from dedup.io import load_input
 from dedup.model import DedupModel
+from dedup.normalise import read_kinds
 
 
 def blocking_report(
@@ -26,6 +27,7 @@ def blocking_report(
     label_column: str | None = None,
 ) -> str:
     config = load_config(config_path)
+    config, _ = read_kinds(load_input(input_path, config)[0], config)
     records, normalised = load_input(input_path, config)
     label_column = label_column or config.label_column
     truth = None

@@ -32,6 +32,7 @@ from dedup.fingerprint import config_digest, file_digest, model_fingerprint, sta
 from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
 from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
+from dedup.normalise import read_kinds
 from dedup.publish import remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
@@ -313,7 +314,11 @@ def _deduplicate(
 ) -> dict[str, Any]:
     remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
-    clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
+    records, _ = clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
+    config, notes = read_kinds(records, config)  # a "name" field holding titles is read as text
+    for note in notes:
+        logger.warning(note)
+    del records
     if config.labels is not None:
         read_labels(config.labels)  # so does a bad labels file
     found = None
@@ -355,7 +360,16 @@ def _deduplicate(
     files = StageFiles(candidates, pairs, clusters, model_dir, publish_model, pairs.parent / "embeddings")
     start = time.perf_counter()
     report = _one(
-        executor, "report", report_stage, input_path, config, str(layout.output), clock.seconds, files, keep_stages
+        executor,
+        "report",
+        report_stage,
+        input_path,
+        config,
+        str(layout.output),
+        clock.seconds,
+        files,
+        keep_stages,
+        tuple(notes),
     )
     if not keep_stages:  # the results were moved into place; what an earlier failed run left goes too
         shutil.rmtree(layout.stages, ignore_errors=True)

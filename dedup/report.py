@@ -73,11 +73,13 @@ def report_stage(
     timings: dict[str, float],
     files: StageFiles,
     keep_sources: bool = False,
+    warnings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Counts, blocking passes, timings and (with labels) held-out metrics; publishes the run.
 
     ``keep_sources`` copies the stage files into place instead of moving them (the flow keeps
-    them as its cache).
+    them as its cache). ``warnings``: what the run did otherwise than the config said (a field
+    read as another kind, ``dedup.normalise.read_kinds``), for ``report.json`` → ``warnings``.
     """
     layout = Layout(Path(output))
     records, _ = load_input(input_path, config)
@@ -96,6 +98,8 @@ def report_stage(
         if reason:
             entry["skipped"] = reason
     report["score_breakdown_seconds"] = inner
+    report["field_kinds"] = {f: kind.value for f, kind in config.fields.items()}
+    report["warnings"] = list(warnings)
     report["input"] = str(input_path)
     # relative to the output directory when it lives there, so the output can be moved and read
     # from any working directory (``dedup explain``, the notebook)
