@@ -55,27 +55,32 @@ def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame
     return pl.concat(pl.collect_all(columns), how="horizontal") if columns else records.select()
 
 
+READ_AS_TEXT = (FieldKind.name, FieldKind.code, FieldKind.category)  # kinds a field of free text can be mistaken for
+
+
 def read_kinds(records: pl.DataFrame, config: DedupConfig) -> tuple[DedupConfig, list[str]]:
     """The config with the kinds the data shows, and one line per field read otherwise.
 
-    A ``name`` field whose values run to ``LONG_TEXT_WORDS`` words or more (the median non-null
-    value, normalised as a name) holds titles or descriptions, not names: it is read as
-    ``text``, so it gets word-level evidence (rare words, model numbers) and token blocking.
-    Declared ``name``, product titles lost every such signal: label-free cluster pair-F1 on
-    Abt-Buy 0.41 -> 0.04, SIGMOD X1 0.88 -> 0.29, X2 0.34 -> 0.08 (``benchmarks/realdata.py``'s
-    sets with every field declared ``name``). Person and place names (one to three words) are
-    not touched.
+    A ``name``, ``code`` or ``category`` field whose values hold ``LONG_TEXT_WORDS`` words or
+    more with a letter in them (the median non-null value) holds titles or descriptions: it is
+    read as ``text``, so it gets word-level evidence (rare words, model numbers) and token
+    blocking. Declared otherwise, product titles lost every such signal (label-free cluster
+    pair-F1, ``benchmarks/realdata.py``'s sets): every field declared ``name``, Abt-Buy 0.41 ->
+    0.04, SIGMOD X1 0.88 -> 0.29, X2 0.34 -> 0.08; a title declared ``code`` (its spaces
+    dropped), Abt-Buy 0.07 and X2 0.08. Person and place names, phone numbers, postcodes and
+    prices hold fewer words with letters (digit groups are not counted); dates are never read
+    otherwise.
     """
     kinds, notes = dict(config.fields), []
     for field, kind in config.fields.items():
-        if kind is not FieldKind.name:
+        if kind not in READ_AS_TEXT:
             continue
-        values = records.select(normalise_expr(field, kind)).to_series().drop_nulls()
-        words = values.str.count_matches(" ").median() if values.len() else None
-        if words is not None and words + 1 >= LONG_TEXT_WORDS:
+        values = records.select(normalise_expr(field, FieldKind.name)).to_series().drop_nulls()
+        words = values.str.count_matches(r"\S*\p{L}\S*").median() if values.len() else None
+        if words is not None and words >= LONG_TEXT_WORDS:
             kinds[field] = FieldKind.text
             notes.append(
-                f"fields.{field}: declared name, but its values run to {words + 1:.0f} words (median): "
+                f"fields.{field}: declared {kind.value}, but its values hold {words:.0f} words (median): "
                 f"read as text (word-level evidence, token blocking); declare it text to silence this"
             )
     if not notes:

@@ -31,25 +31,39 @@ def test_text_keeps_email_punctuation() -> None:
     ]
 
 
-def test_a_name_field_holding_titles_is_read_as_text() -> None:
-    """Product titles declared ``name`` are read as ``text`` (word evidence, token blocking),
-    with a note saying so; person names, even with a long one among them, stay names."""
+def test_a_field_holding_titles_is_read_as_text() -> None:
+    """Product titles declared ``name``, ``code`` or ``category`` are read as ``text`` (word
+    evidence, token blocking), with a note saying so; person names (a long one among them),
+    phone numbers in four digit groups and dates keep their kinds."""
+    titles = [
+        "Sony Bravia 46in LCD TV - KDL46S4100",
+        "Canon PowerShot SD1100 IS 8MP",
+        None,
+        "Bose QC3 Headphones Black",
+    ]
     records = pl.DataFrame(
         {
             "id": ["1", "2", "3", "4"],
-            "title": [
-                "Sony Bravia 46in LCD TV - KDL46S4100",
-                "Canon PowerShot SD1100 IS 8MP",
-                None,
-                "Bose QC3 Headphones Black",
-            ],
+            "title": titles,
+            "sku": titles,
+            "line": titles,
             "person": ["Ann Lee", "Bo Smith", "Maria de los Angeles Garcia", "Li Wu"],
+            "phone": ["+1 415 555 0100", "+1 415 555 0199", "+44 20 7946 0958", None],
+            "seen": ["Monday 24 June 1971 noon", "Tuesday 2 March 1999 noon", None, "Friday 1 May 2020 noon"],
         }
     )
-    config = parse_config("id_column: id\nfields:\n  title: name\n  person: name\n")
-    read, notes = read_kinds(records, config)
-    assert read.fields == {"title": FieldKind.text, "person": FieldKind.name}
-    assert len(notes) == 1 and notes[0].startswith("fields.title: declared name") and "read as text" in notes[0]
-    assert [p.name for p in read.passes if p.name.startswith("tokens(")] == ["tokens(title, rarest=3, max_records=50)"]
-    unchanged, none = read_kinds(records, parse_config("id_column: id\nfields:\n  person: name\n  title: text\n"))
-    assert none == [] and unchanged.fields == {"person": FieldKind.name, "title": FieldKind.text}
+    fields = "  title: name\n  sku: code\n  line: category\n  person: name\n  phone: code\n  seen: date\n"
+    read, notes = read_kinds(records, parse_config(f"id_column: id\nfields:\n{fields}"))
+    text = FieldKind.text
+    kept = {"person": FieldKind.name, "phone": FieldKind.code, "seen": FieldKind.date}
+    assert read.fields == {"title": text, "sku": text, "line": text, **kept}
+    assert [n.split(",")[0] for n in notes] == [
+        "fields.title: declared name",
+        "fields.sku: declared code",
+        "fields.line: declared category",
+    ]
+    assert all("read as text" in n for n in notes)
+    assert "tokens(title, rarest=3, max_records=50)" in [p.name for p in read.passes]
+    declared = parse_config("id_column: id\nfields:\n  person: name\n  title: text\n")
+    unchanged, none = read_kinds(records, declared)
+    assert none == [] and unchanged is declared
