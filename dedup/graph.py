@@ -314,11 +314,11 @@ def _deduplicate(
 ) -> dict[str, Any]:
     remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
-    records, _ = clock("read", load_input, input_path, config)  # fails early, naming the file, column or rows
-    config, notes = read_kinds(records, config)  # a "name" field holding titles is read as text
+    records = clock("read", load_input, input_path, config)[0]  # fails early, naming the file, column or rows
+    config, notes = read_kinds(records, config)  # a name, code or category field of titles is read as text
+    del records  # the input stays cached (``load_input``); this reference would outlive a re-read
     for note in notes:
         logger.warning(note)
-    del records
     if config.labels is not None:
         read_labels(config.labels)  # so does a bad labels file
     found = None
