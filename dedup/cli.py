@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -75,6 +76,8 @@ def _print_run(report: dict) -> None:
     print(f"timings: {timings}")
     for old, new in report.get("renamed_input_columns", {}).items():  # said, not silently overwritten
         print(f"note: the input's column {old!r} is written as {new!r} (dedup adds its own {old!r})")
+    for warning in report.get("warnings", []):  # the config read otherwise than written
+        print(f"dedup: warning: {warning}", file=sys.stderr)
     if "metrics" in report:
         m = report["metrics"]
         print(f"held-out metrics: pairwise F1 {m['pairwise']['f1']:.4f}, cluster F1 {m['cluster_pairs']['f1']:.4f}")
@@ -93,6 +96,9 @@ def _print_metrics(metrics: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # what the stages log is for Prefect's run logs; here the report's warnings are printed
+    # once, after the run, instead of Python's bare last-resort echo of each
+    logging.getLogger("dedup").addHandler(logging.NullHandler())
     try:
         if args.command == "run":
             from dedup.pipeline import run

@@ -32,7 +32,7 @@ from dedup.fingerprint import config_digest, file_digest, model_fingerprint, sta
 from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
 from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
-from dedup.normalise import read_kinds
+from dedup.normalise import fields_as_read
 from dedup.publish import remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
@@ -315,7 +315,7 @@ def _deduplicate(
     remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
     records = clock("read", load_input, input_path, config)[0]  # fails early, naming the file, column or rows
-    config, notes = read_kinds(records, config)  # a name, code or category field of titles is read as text
+    config, notes = fields_as_read(records, config, input_path)  # empty fields aside, titles read as text
     del records  # the input stays cached (``load_input``); this reference would outlive a re-read
     for note in notes:
         logger.warning(note)

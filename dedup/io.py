@@ -164,7 +164,8 @@ def validate_records(
     table: pl.DataFrame, config: DedupConfig, origin: str = "<table>", whole: bool = True
 ) -> pl.DataFrame:
     """Check an in-memory table against the config; see ``read_records``. ``whole=False``: the
-    table is a slice of an input checked whole before, so a field may be null in all its rows."""
+    table is a slice of an input checked whole before, so it may have no rows. (A field null in
+    every row is no error: ``dedup.normalise.fields_as_read`` sets it aside.)"""
     if table.height == 0 and whole:
         raise InputError(f"{origin}: the table has no rows")
     missing = [c for c in config_columns(config) if c not in table.columns]
@@ -206,11 +207,7 @@ def validate_records(
         # blank text is a missing value too: two blanks must not count as an agreement
         value = value.cast(pl.String)
         casts.append(pl.when(value.str.strip_chars() == "").then(None).otherwise(value).alias(column))
-    table = table.with_columns(casts) if casts else table
-    for column in config.fields if whole else []:
-        if table[column].null_count() == table.height:
-            raise InputError(f"{origin}: field {column!r} is null in every row")
-    return table
+    return table.with_columns(casts) if casts else table
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from dedup.config import DedupConfig, FieldKind
+from dedup.errors import InputError
 from dedup.evidence import LONG_TEXT_WORDS
 
 
@@ -58,31 +59,41 @@ def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame
 READ_AS_TEXT = (FieldKind.name, FieldKind.code, FieldKind.category)  # kinds a field of free text can be mistaken for
 
 
-def read_kinds(records: pl.DataFrame, config: DedupConfig) -> tuple[DedupConfig, list[str]]:
-    """The config with the kinds the data shows, and one line per field read otherwise.
+def fields_as_read(records: pl.DataFrame, config: DedupConfig, origin: str) -> tuple[DedupConfig, list[str]]:
+    """The config with its fields as the data shows them, and one line per field read otherwise.
 
-    A ``name``, ``code`` or ``category`` field whose values hold ``LONG_TEXT_WORDS`` words or
-    more with a letter in them (the median non-null value) holds titles or descriptions: it is
-    read as ``text``, so it gets word-level evidence (rare words, model numbers) and token
-    blocking. Declared otherwise, product titles lost every such signal (label-free cluster
-    pair-F1, ``benchmarks/realdata.py``'s sets): every field declared ``name``, Abt-Buy 0.41 ->
-    0.04, SIGMOD X1 0.88 -> 0.29, X2 0.34 -> 0.08; a title declared ``code`` (its spaces
-    dropped), Abt-Buy 0.07 and X2 0.08. Person and place names, phone numbers, postcodes and
-    prices hold fewer words with letters (digit groups are not counted); dates are never read
-    otherwise.
+    - A field null (or blank) in every row tells nothing: it is set aside, as a field missing
+      on one side of a pair is neutral. An extract where an optional column happens to be
+      empty still runs (Cora's ``institution`` and SIGMOD X2's ``category`` are empty in a tenth
+      of their entities). Only when every field is empty is there nothing to compare: an
+      ``InputError`` naming ``origin``.
+    - A ``name``, ``code`` or ``category`` field whose values hold ``LONG_TEXT_WORDS`` words or
+      more with a letter in them (the median non-null value) holds titles or descriptions: it
+      is read as ``text``, so it gets word-level evidence (rare words, model numbers) and token
+      blocking. Declared otherwise, product titles lost every such signal (label-free cluster
+      pair-F1, ``benchmarks/realdata.py --declare KIND``): every field declared ``name``,
+      Abt-Buy 0.054, SIGMOD X1 0.285, X2 0.082; declared ``code`` (spaces dropped) 0.013, 0.205,
+      0.072. Person and place names, phone numbers, postcodes and prices hold fewer words with
+      letters (digit groups are not counted); dates are never read otherwise.
     """
     kinds, notes = dict(config.fields), []
     for field, kind in config.fields.items():
+        if records.select(normalise_expr(field, kind).is_null().all()).item():
+            del kinds[field]
+            notes.append(f"fields.{field}: null in every row, so it tells nothing: left out of the comparison")
+            continue
         if kind not in READ_AS_TEXT:
             continue
         values = records.select(normalise_expr(field, FieldKind.name)).to_series().drop_nulls()
-        words = values.str.count_matches(r"\S*\p{L}\S*").median() if values.len() else None
+        words = values.str.count_matches(r"\S*\p{L}\S*").median()
         if words is not None and words >= LONG_TEXT_WORDS:
             kinds[field] = FieldKind.text
             notes.append(
                 f"fields.{field}: declared {kind.value}, but its values hold {words:.0f} words (median): "
                 f"read as text (word-level evidence, token blocking); declare it text to silence this"
             )
+    if not kinds:
+        raise InputError(f"{origin}: every field is null in every row, so there is nothing to compare")
     if not notes:
         return config, notes
     return config.model_copy(update={"fields": kinds}), notes

@@ -79,7 +79,7 @@ def report_stage(
 
     ``keep_sources`` copies the stage files into place instead of moving them (the flow keeps
     them as its cache). ``warnings``: what the run did otherwise than the config said (a field
-    read as another kind, ``dedup.normalise.read_kinds``), for ``report.json`` → ``warnings``.
+    set aside or read as another kind, ``dedup.normalise.fields_as_read``), for ``report.json`` → ``warnings``.
     """
     layout = Layout(Path(output))
     records, _ = load_input(input_path, config)

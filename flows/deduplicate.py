@@ -23,7 +23,7 @@ from dedup.errors import DedupError
 from dedup.graph import Partitioning
 from dedup.io import load_input
 from dedup.model import DedupModel
-from dedup.normalise import read_kinds
+from dedup.normalise import fields_as_read
 from dedup.publish import generation_dir
 from dedup.summary import largest_clusters, report_markdown
 from dedup.threads import share
@@ -126,7 +126,7 @@ def check_before_starting(input_path: str, config_path: str, model: str | None =
     server or a run: None when all is well."""
     try:
         config = load_config(config_path)
-        config, _ = read_kinds(load_input(input_path, config)[0], config)  # as the run will read it
+        config, _ = fields_as_read(load_input(input_path, config)[0], config, input_path)  # as the run will read it
         load_input(input_path, config)  # kept in memory: the flow's read stage reuses it
         if model is not None:
             DedupModel.load(model, expect=config)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from dedup.config import FieldKind, parse_config
-from dedup.normalise import normalise_expr, read_kinds
+from dedup.errors import InputError
+from dedup.normalise import fields_as_read, normalise_expr
 
 
 def _norm(values: list[str | None], kind: FieldKind) -> list[str | None]:
@@ -53,7 +55,7 @@ def test_a_field_holding_titles_is_read_as_text() -> None:
         }
     )
     fields = "  title: name\n  sku: code\n  line: category\n  person: name\n  phone: code\n  seen: date\n"
-    read, notes = read_kinds(records, parse_config(f"id_column: id\nfields:\n{fields}"))
+    read, notes = fields_as_read(records, parse_config(f"id_column: id\nfields:\n{fields}"), "in.parquet")
     text = FieldKind.text
     kept = {"person": FieldKind.name, "phone": FieldKind.code, "seen": FieldKind.date}
     assert read.fields == {"title": text, "sku": text, "line": text, **kept}
@@ -65,5 +67,16 @@ def test_a_field_holding_titles_is_read_as_text() -> None:
     assert all("read as text" in n for n in notes)
     assert "tokens(title, rarest=3, max_records=50)" in [p.name for p in read.passes]
     declared = parse_config("id_column: id\nfields:\n  person: name\n  title: text\n")
-    unchanged, none = read_kinds(records, declared)
+    unchanged, none = fields_as_read(records, declared, "in.parquet")
     assert none == [] and unchanged is declared
+
+
+def test_a_field_null_in_every_row_is_left_out_and_no_field_left_is_an_error() -> None:
+    records = pl.DataFrame({"id": ["1", "2"], "name": ["Ann", "Bo"], "extra": [None, "  -- "], "gone": [None, None]})
+    config = parse_config("id_column: id\nfields:\n  name: name\n  extra: name\n  gone: code\n")
+    read, notes = fields_as_read(records, config, "in.parquet")
+    assert read.fields == {"name": FieldKind.name}  # "--" normalises to nothing: null as well
+    assert [n.split(":")[0] for n in notes] == ["fields.extra", "fields.gone"]
+    assert all(n.endswith("null in every row, so it tells nothing: left out of the comparison") for n in notes)
+    with pytest.raises(InputError, match="in.parquet: every field is null in every row"):
+        fields_as_read(records, parse_config("id_column: id\nfields:\n  gone: code\n"), "in.parquet")

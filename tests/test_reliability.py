@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,6 @@ import pytest
 
 from dedup import parts
 from dedup.config import DedupConfig
-from dedup.errors import InputError
 from dedup.pipeline import run
 
 BASE = pl.read_parquet(Path(__file__).resolve().parents[1] / "data" / "febrl3.parquet").head(60)
@@ -58,9 +58,12 @@ def test_whitespace_only_values_are_null(tmp_path: Path, tiny_config: DedupConfi
     ids = set(frame.filter(blank)["rec_id"].to_list())
     involved = pairs.filter(pl.col("rec_id_l").is_in(ids) | pl.col("rec_id_r").is_in(ids))
     assert involved.height > 0 and involved["sim_surname"].null_count() == involved.height
-    (tmp_path / "all").mkdir()
-    with pytest.raises(InputError, match="field 'suburb' is null in every row"):
-        _run(tmp_path / "all", BASE.with_columns(pl.lit(" \t").alias("suburb")), tiny_config)
+    (tmp_path / "all").mkdir()  # blank in every row: the field tells nothing and is left out
+    clusters, _ = _run(tmp_path / "all", BASE.with_columns(pl.lit(" \t").alias("suburb")), tiny_config)
+    report = json.loads((tmp_path / "all" / "out" / "report.json").read_text())
+    assert "suburb" not in report["field_kinds"] and set(report["field_kinds"]) == set(tiny_config.fields) - {"suburb"}
+    assert report["warnings"] == ["fields.suburb: null in every row, so it tells nothing: left out of the comparison"]
+    assert clusters.height == BASE.height
 
 
 def test_failed_run_leaves_previous_output_untouched(
