@@ -452,13 +452,7 @@ class Combiner:
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
         # what the clusters can hold is judged as scoring will see the pairs: model numbers read
         held = self._holder(self.levels(candidates), candidates, records, pairs, pair_weight)
-        too_few = prior * total_pairs < MIN_ANCHORS * (self.n_levels - 1)
-        if not self.anchored_.any() and too_few:  # a shape of 9 levels from a handful of matches is noise
-            report.warnings.append(
-                f"EM estimated {prior * total_pairs:,.0f} matching pairs, too few to learn the fields' shape "
-                f"({MIN_ANCHORS} per level); kept the synthetic duplicates' shape"
-            )
-        elif not self.anchored_.any():  # nothing in the data vouches for any field's matches
+        if not self.anchored_.any():  # nothing in the data vouches for any field's matches
             before = (prior, u)
             prior, u, more = self._shape_step(levels, evidence, weights, prior, u, len(candidates))
             iterations += more
