@@ -4,6 +4,7 @@
     python benchmarks/scale.py --n 1000000 --no-splink
     python benchmarks/scale.py --n 100000 --hard         # namesakes, households, transcription noise
     python benchmarks/scale.py --n 1000000 --embedding 10  # dedup also adds each record's 10 nearest
+    python benchmarks/scale.py --n 10000 50000 --default-blocking --repeat 3   # a new user's config
 
 Per size: ``dedup.synth`` writes N records (seeded, cached under --workdir), then each tool runs
 in its own child process (so peak RSS is its own) from the Parquet file to clusters and scored
@@ -11,13 +12,18 @@ pairs on disk:
 
 - dedup: ``dedup.pipeline.run`` with benchmarks/configs/synth.yaml (label-free training included);
   with ``--embedding K`` its blocking gains an embedding pass (each record's K nearest by the
-  trained encoder's record vectors), which Splink has no counterpart of: its rules stay the same.
+  trained encoder's record vectors), which Splink has no counterpart of: its rules stay the same;
+  with ``--default-blocking`` dedup gets synth.yaml's fields without its ``blocking`` (the passes
+  dedup picks from the field kinds, what a config written without blocking runs), Splink its rules.
 - Splink (DuckDB backend, ``pip install -e '.[bench]'``): the same blocking rules, Splink's own
   comparisons for people (names, date of birth, postcode, e-mail), its usual training recipe
   (random-sampling u, EM on two blocking rules), ``predict()`` of every candidate pair written to
   Parquet, connected components at 0.5 written to Parquet.
 
-Both are scored with the same code against the generated truth (column ``cluster``).
+Both are scored with the same code against the generated truth (column ``cluster``). "total" is
+the pipeline's own time inside the child, "wall" the child process from start to exit (interpreter
+start and imports included: what ``time dedup run`` shows). ``--repeat R`` runs the two tools
+alternately R times and prints each run and the min-max of each figure.
 """
 
 from __future__ import annotations
@@ -124,10 +130,12 @@ def child(tool: str, input_path: Path, output: Path, config: Path = CONFIG) -> d
     """Run one tool in a fresh process and return its JSON result."""
     cmd = [sys.executable, __file__, "--worker", tool, "--input", str(input_path), "--output", str(output)]
     cmd += ["--config", str(config)]
+    start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{tool} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall": wall}
 
 
 def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, float]:
@@ -159,28 +167,80 @@ def with_embedding_pass(k: int, workdir: Path) -> Path:
     return path
 
 
-def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = False, embedding: int = 0) -> None:
+def with_default_blocking(workdir: Path) -> Path:
+    """synth.yaml without its ``blocking``: dedup picks the passes from the field kinds."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw.pop("blocking", None)
+    path = workdir / "synth_default_blocking.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def spread(runs: list[dict], key: str, scale: float = 1.0, digits: int = 1) -> str:
+    """``low-high`` of one figure over the runs (one value when they agree to the digits shown)."""
+    values = sorted(r[key] * scale for r in runs)
+    low, high = f"{values[0]:.{digits}f}", f"{values[-1]:.{digits}f}"
+    return low if low == high else f"{low}-{high}"
+
+
+def bench(
+    n: int,
+    workdir: Path,
+    seed: int,
+    with_splink: bool,
+    hard: bool = False,
+    embedding: int = 0,
+    default_blocking: bool = False,
+    repeat: int = 1,
+) -> None:
     from dedup.synth import cached
 
     start = time.perf_counter()
     data = cached(n, workdir, seed=seed, hard=hard)
     print(f"input: {data} ({time.perf_counter() - start:.1f}s to find or generate)")
-    tag = f"{n}{'_hard' if hard else ''}"
-    config = with_embedding_pass(embedding, workdir) if embedding else CONFIG
-    ours = child("dedup", data, workdir / f"dedup_{tag}{f'_embedding{embedding}' if embedding else ''}", config)
-    ours.update(
-        scores(
-            data, workdir / f"dedup_{tag}{f'_embedding{embedding}' if embedding else ''}", "unique_id_l", "unique_id_r"
-        )
-    )
-    breakdown, stages = ours["score_breakdown"], ours["stages"]
-    pair_fields = ours["pairs"] * ours["fields"]
+    tag = f"{n}{'_hard' if hard else ''}{f'_embedding{embedding}' if embedding else ''}"
+    tag += "_default" if default_blocking else ""
+    config = with_default_blocking(workdir) if default_blocking else CONFIG
+    config = with_embedding_pass(embedding, workdir) if embedding else config
     extra = (" (hard: dedup synth --hard)" if hard else "") + (
         f" (dedup: + embedding pass, k={embedding})" if embedding else ""
     )
+    extra += " (dedup: default blocking)" if default_blocking else ""
     print(f"\n== {n:,} records{extra} ==")
+    ours_runs: list[dict] = []
+    theirs_runs: list[dict] = []
+    for _ in range(repeat):
+        ours_runs.append(run_ours(data, workdir / f"dedup_{tag}", config))
+        if with_splink:
+            theirs_runs.append(run_theirs(data, workdir / f"splink_{tag}"))
+    if repeat > 1:
+        print(f"\n-- {n:,} records, {repeat} runs each (min-max) --")
+        print(
+            f"dedup   total {spread(ours_runs, 'seconds')}s  wall {spread(ours_runs, 'wall')}s  "
+            f"train {spread([r['stages'] for r in ours_runs], 'train')}s  "
+            f"peak RSS {spread(ours_runs, 'peak_rss_mb', 1 / 1024, 2)} GB  "
+            f"cluster F1 {spread(ours_runs, 'cluster_f1', digits=4)}"
+        )
+        if theirs_runs:
+            print(
+                f"splink  total {spread(theirs_runs, 'seconds')}s  wall {spread(theirs_runs, 'wall')}s  "
+                f"peak RSS {spread(theirs_runs, 'peak_rss_mb', 1 / 1024, 2)} GB  "
+                f"cluster F1 {spread(theirs_runs, 'cluster_f1', digits=4)}"
+            )
+            ratios = sorted(t["seconds"] / o["seconds"] for o, t in zip(ours_runs, theirs_runs, strict=True))
+            print(f"splink / dedup time, run by run: {ratios[0]:.2f}-{ratios[-1]:.2f}x")
+
+
+def run_ours(data: Path, output: Path, config: Path) -> dict:
+    """One dedup run in a child process, scored and printed."""
+    ours = child("dedup", data, output, config)
+    ours.update(scores(data, output, "unique_id_l", "unique_id_r"))
+    breakdown, stages = ours["score_breakdown"], ours["stages"]
+    n = ours["records"]
+    pair_fields = ours["pairs"] * ours["fields"]
     print(
-        f"dedup   total {ours['seconds']:7.1f}s  peak RSS {ours['peak_rss_mb'] / 1024:5.2f} GB  "
+        f"dedup   total {ours['seconds']:7.1f}s  wall {ours['wall']:7.1f}s  "
+        f"peak RSS {ours['peak_rss_mb'] / 1024:5.2f} GB  "
         f"pairs {ours['pairs']:,}  cluster F1 {ours['cluster_f1']:.4f}  pair F1 {ours['pair_f1']:.4f}"
     )
     print("        stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
@@ -190,19 +250,20 @@ def bench(n: int, workdir: Path, seed: int, with_splink: bool, hard: bool = Fals
         f"pairs end to end {ours['pairs'] / ours['seconds'] / 1e3:,.0f}k/s; "
         f"write pairs {breakdown['write_pairs']:.1f}s"
     )
-    if not with_splink:
-        return
-    theirs = child("splink", data, workdir / f"splink_{tag}")
-    theirs.update(scores(data, workdir / f"splink_{tag}", "unique_id_l", "unique_id_r"))
+    return ours
+
+
+def run_theirs(data: Path, output: Path) -> dict:
+    """One Splink run in a child process, scored and printed."""
+    theirs = child("splink", data, output)
+    theirs.update(scores(data, output, "unique_id_l", "unique_id_r"))
     print(
-        f"splink  total {theirs['seconds']:7.1f}s  peak RSS {theirs['peak_rss_mb'] / 1024:5.2f} GB  "
+        f"splink  total {theirs['seconds']:7.1f}s  wall {theirs['wall']:7.1f}s  "
+        f"peak RSS {theirs['peak_rss_mb'] / 1024:5.2f} GB  "
         f"cluster F1 {theirs['cluster_f1']:.4f}  pair F1 {theirs['pair_f1']:.4f}"
     )
     print("        stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in theirs["stages"].items()))
-    print(
-        f"splink / dedup time: {theirs['seconds'] / ours['seconds']:.2f}x; "
-        f"cluster F1 dedup {ours['cluster_f1']:.4f} vs splink {theirs['cluster_f1']:.4f}"
-    )
+    return theirs
 
 
 def main() -> None:
@@ -215,6 +276,10 @@ def main() -> None:
     parser.add_argument(
         "--embedding", type=int, default=0, metavar="K", help="add an embedding pass (K nearest) to dedup's blocking"
     )
+    parser.add_argument(
+        "--default-blocking", action="store_true", help="dedup without the blocking: the passes it picks"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each tool, alternating; prints the min-max")
     parser.add_argument("--worker", choices=["dedup", "splink"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, default=CONFIG, help=argparse.SUPPRESS)
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -230,7 +295,8 @@ def main() -> None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     for n in args.n:
-        bench(n, args.workdir, args.seed, not args.no_splink, args.hard, args.embedding)
+        options = (args.hard, args.embedding, args.default_blocking, args.repeat)
+        bench(n, args.workdir, args.seed, not args.no_splink, *options)
 
 
 if __name__ == "__main__":
