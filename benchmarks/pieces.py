@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py: a piece's own peak, not its parent's)
 
 from dedup.config import load_config  # noqa: E402
 from dedup.graph import Partitioning, deduplicate  # noqa: E402
@@ -39,13 +40,13 @@ T = TypeVar("T")
 def _measured(fn: Callable[..., T], args: tuple[Any, ...], threads: int) -> tuple[T, float]:
     """Run one piece on its share of the cores; its result and this process's peak RSS (MB)."""
     result = run_with_threads(threads, fn, *args)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result, peak_rss_mb()
 
 
 def _imports_only() -> float:
     import dedup.parts  # noqa: F401  (what every piece's process loads)
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 class ProcessPerPiece:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -38,14 +37,11 @@ from pathlib import Path
 
 import polars as pl
 import yaml
+from memory import peak_rss_mb  # benchmarks/memory.py: the process's own peak, not its parent's
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
 THRESHOLD = 0.5
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---- the two workers (each runs in a child process) -------------------------------------------
