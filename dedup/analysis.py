@@ -15,9 +15,8 @@ import polars as pl
 from dedup.blocking import analyse_blocking, block, has_embedding_pass, record_vectors
 from dedup.config import load_config
 from dedup.errors import InputError
-from dedup.io import load_input
+from dedup.io import load_input, load_input_as_read
 from dedup.model import DedupModel
-from dedup.normalise import fields_as_read
 
 
 def blocking_report(
@@ -27,7 +26,7 @@ def blocking_report(
     label_column: str | None = None,
 ) -> str:
     config = load_config(config_path)
-    config, _ = fields_as_read(load_input(input_path, config)[0], config, str(input_path))
+    config, _ = load_input_as_read(input_path, config)
     records, normalised = load_input(input_path, config)
     label_column = label_column or config.label_column
     truth = None

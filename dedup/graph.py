@@ -29,10 +29,15 @@ from typing import Any, Protocol, TypeVar
 from dedup import parts, registry
 from dedup.config import DedupConfig
 from dedup.fingerprint import config_digest, file_digest, model_fingerprint, stage_key
-from dedup.io import check_input_file, count_rows, disk_full_is_an_output_error, load_input, prepare_output_dir
+from dedup.io import (
+    check_input_file,
+    count_rows,
+    disk_full_is_an_output_error,
+    load_input_as_read,
+    prepare_output_dir,
+)
 from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
-from dedup.normalise import fields_as_read
 from dedup.publish import remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
@@ -314,9 +319,8 @@ def _deduplicate(
 ) -> dict[str, Any]:
     remove_leftovers(layout.output)  # what a killed run or an older version left
     clock = StageClock(logger)
-    records = clock("read", load_input, input_path, config)[0]  # fails early, naming the file, column or rows
-    config, notes = fields_as_read(records, config, input_path)  # empty fields aside, titles read as text
-    del records  # the input stays cached (``load_input``); this reference would outlive a re-read
+    # fails early, naming the file, column or rows; empty fields aside, titles read as text
+    config, notes = clock("read", load_input_as_read, input_path, config)
     for note in notes:
         logger.warning(note)
     if config.labels is not None:

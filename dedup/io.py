@@ -24,7 +24,7 @@ import pyarrow as pa
 from dedup.blocking import CandidatePairs, pairs_from_frame, pairs_to_frame
 from dedup.config import DedupConfig
 from dedup.errors import DedupError, InputError, OutputError
-from dedup.normalise import normalise_fields
+from dedup.normalise import fields_as_read, normalise_fields
 from dedup.publish import run_dir
 
 _TEXT_LIKE = (pl.String, pl.Categorical, pl.Enum)
@@ -347,6 +347,38 @@ def load_input(input_path: str | Path, config: DedupConfig) -> tuple[pl.DataFram
     if key is not None:
         _LOADED[key] = loaded
     return loaded
+
+
+_AS_READ: dict[tuple, tuple[DedupConfig, list[str]]] = {}
+
+
+def load_input_as_read(input_path: str | Path, config: DedupConfig) -> tuple[DedupConfig, list[str]]:
+    """Read stage: the input checked, its fields read against the data (``fields_as_read``: the
+    config as read, one line per field read otherwise), and the table with its values
+    normalised as read kept for the stages after it (``load_input`` with the returned config).
+
+    The file is read once and its values normalised once, with the kinds they are read as: a
+    field read as ``text`` is not first normalised as the ``name`` it was declared. A second
+    call for the same file and config (the flow's check, then its read stage) reads nothing.
+    """
+    key = _input_key(input_path, config)
+    known = _AS_READ.get(key) if key is not None else None
+    if known is not None and _cached_input(input_path, known[0]) is not None:
+        return known
+    path = check_input_file(input_path)
+    table = read_table(path)
+    records = validate_records(table, config, origin=str(path))
+    as_read, notes = fields_as_read(records, config, str(input_path))
+    if as_read is not config:  # a field set aside is no longer one: checked as the stages will see it
+        records = validate_records(table, as_read, origin=str(path))
+    loaded = records, normalise_fields(records, as_read)
+    _LOADED.clear()
+    _AS_READ.clear()
+    read_key = _input_key(input_path, as_read)
+    if read_key is not None and key is not None:
+        _LOADED[read_key] = loaded
+        _AS_READ[key] = (as_read, notes)
+    return as_read, notes
 
 
 def _input_key(input_path: str | Path, config: DedupConfig) -> tuple | None:

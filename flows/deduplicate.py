@@ -21,9 +21,8 @@ from dedup import graph, parts
 from dedup.config import DedupConfig, load_config
 from dedup.errors import DedupError
 from dedup.graph import Partitioning
-from dedup.io import load_input
+from dedup.io import load_input_as_read
 from dedup.model import DedupModel
-from dedup.normalise import fields_as_read
 from dedup.publish import generation_dir
 from dedup.summary import largest_clusters, report_markdown
 from dedup.threads import share
@@ -126,8 +125,7 @@ def check_before_starting(input_path: str, config_path: str, model: str | None =
     server or a run: None when all is well."""
     try:
         config = load_config(config_path)
-        config, _ = fields_as_read(load_input(input_path, config)[0], config, input_path)  # as the run will read it
-        load_input(input_path, config)  # kept in memory: the flow's read stage reuses it
+        config, _ = load_input_as_read(input_path, config)  # kept in memory: the flow's read stage reuses it
         if model is not None:
             DedupModel.load(model, expect=config)
     except DedupError as exc:

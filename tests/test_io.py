@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dedup.config import parse_config
+from dedup.config import FieldKind, parse_config
 from dedup.errors import InputError, OutputError
 from dedup.io import (
     count_rows,
@@ -189,3 +189,36 @@ def test_a_piece_reads_its_rows_and_the_config_columns_only(tmp_path: Path, kind
 def test_float_ids_read_alone_lose_their_nans_like_the_whole_table(tmp_path: Path) -> None:
     path = _write(tmp_path, pl.DataFrame({"id": [1.0, 2.0, 3.0], "name": ["a", "b", "c"], "age": ["1", "2", "3"]}))
     assert read_ids(path, CONFIG).equals(read_records(path, CONFIG)["id"])
+
+
+def test_the_read_stage_reads_and_normalises_once_with_the_kinds_as_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A title declared ``name`` is read as ``text`` and an empty field set aside: the file is
+    read once and normalised once, as read, and the stages after it (``load_input`` with the
+    config as read) and a second call (the flow's check, then its read stage) read nothing."""
+    import dedup.io as io
+
+    path = tmp_path / "in.parquet"
+    pl.DataFrame(
+        {
+            "id": ["1", "2", "3"],
+            "title": ["Sony Bravia 46in LCD TV", "Canon PowerShot SD1100 IS 8MP", "Bose QC3 Headphones Black"],
+            "empty": [None, "  ", None],
+        }
+    ).write_parquet(path)
+    config = parse_config("id_column: id\nfields:\n  title: name\n  empty: code\n")
+    reads: list[Path] = []
+    kinds: list[dict] = []
+    read_table, normalise = io.read_table, io.normalise_fields
+    monkeypatch.setattr(io, "read_table", lambda p: reads.append(p) or read_table(p))
+    monkeypatch.setattr(io, "normalise_fields", lambda r, c: kinds.append(dict(c.fields)) or normalise(r, c))
+
+    as_read, notes = io.load_input_as_read(path, config)
+    records, normalised = io.load_input(path, as_read)
+    assert io.load_input_as_read(path, config) == (as_read, notes)
+
+    assert as_read.fields == {"title": FieldKind.text}
+    assert [n.split(":")[0] for n in notes] == ["fields.title", "fields.empty"]
+    assert len(reads) == 1 and kinds == [{"title": FieldKind.text}]
+    assert normalised.columns == ["title"] and records.height == 3
