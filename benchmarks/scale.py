@@ -154,20 +154,18 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
     return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
 
 
-def with_embedding_pass(k: int, workdir: Path) -> Path:
-    """synth.yaml with an embedding pass of ``k`` neighbours after its rule passes, in ``workdir``."""
+def synth_config(workdir: Path, embedding: int = 0, default_blocking: bool = False) -> Path:
+    """synth.yaml as dedup runs it: as it is, with an embedding pass of ``embedding`` neighbours
+    after its rule passes, or without its ``blocking`` (dedup picks the passes from the field
+    kinds, an embedding pass among them); a copy in ``workdir`` unless it is unchanged."""
+    if not embedding and not default_blocking:
+        return CONFIG
     raw = yaml.safe_load(CONFIG.read_text())
-    raw["blocking"] = [*raw["blocking"], {"embedding": {"k": k}}]
-    path = workdir / f"synth_embedding_{k}.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def with_default_blocking(workdir: Path) -> Path:
-    """synth.yaml without its ``blocking``: dedup picks the passes from the field kinds."""
-    raw = yaml.safe_load(CONFIG.read_text())
-    raw.pop("blocking", None)
-    path = workdir / "synth_default_blocking.yaml"
+    if default_blocking:
+        raw.pop("blocking", None)
+    else:
+        raw["blocking"] = [*raw["blocking"], {"embedding": {"k": embedding}}]
+    path = workdir / ("synth_default_blocking.yaml" if default_blocking else f"synth_embedding_{embedding}.yaml")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -196,8 +194,7 @@ def bench(
     print(f"input: {data} ({time.perf_counter() - start:.1f}s to find or generate)")
     tag = f"{n}{'_hard' if hard else ''}{f'_embedding{embedding}' if embedding else ''}"
     tag += "_default" if default_blocking else ""
-    config = with_default_blocking(workdir) if default_blocking else CONFIG
-    config = with_embedding_pass(embedding, workdir) if embedding else config
+    config = synth_config(workdir, embedding, default_blocking)
     extra = (" (hard: dedup synth --hard)" if hard else "") + (
         f" (dedup: + embedding pass, k={embedding})" if embedding else ""
     )
@@ -281,6 +278,8 @@ def main() -> None:
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.embedding and args.default_blocking:
+        parser.error("--default-blocking already has an embedding pass (k=10); give one of the two")
     if args.worker:
         result = (
             run_dedup(args.input, args.output, args.config)
