@@ -7,6 +7,7 @@ import torch
 from dedup.config import FieldKind
 from dedup.encoder import (
     TOKENISE_ROWS,
+    KindEncoder,
     SiameseEncoder,
     encode_field,
     gather_field,
@@ -50,6 +51,23 @@ def test_a_value_gets_the_same_tokens_in_a_column_as_alone() -> None:
         assert np.array_equal(column, np.concatenate(alone)), kind
 
 
+def test_trimmed_tokens_are_each_values_ids_in_the_same_order() -> None:
+    """``trim`` drops only columns of padding: every row's non-zero ids, in order (what the bag
+    sums, in that order), are the full width's; and a block of short values hashes only its
+    short windows, with the ids a wide block gives them."""
+    rng = np.random.default_rng(1)
+    letters = list("abcé日 -0123")
+    values = ["".join(rng.choice(letters, rng.integers(0, 12))) for _ in range(TOKENISE_ROWS + 5)] + [None]
+    values[-2] = "x" * 20  # one long value in the second block only
+    codes, lengths = to_codepoints(values, 30)
+    for kind in FieldKind:
+        full = tokenise(codes, lengths, kind, 1 << 15)
+        trimmed = tokenise(codes, lengths, kind, 1 << 15, trim=True)
+        assert trimmed.shape[1] < full.shape[1], kind
+        for a, b in zip(full, trimmed, strict=True):
+            assert np.array_equal(a[a != 0], b[b != 0]), kind
+
+
 def test_encode_field_unit_norm_shared_weights_and_nulls() -> None:
     torch.manual_seed(0)
     encoder = SiameseEncoder({"first": FieldKind.name, "last": FieldKind.name}, 4096, 16, 20)
@@ -81,6 +99,31 @@ def test_embeddings_do_not_depend_on_batch_or_threads() -> None:
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_the_bag_gives_what_the_padded_embedding_bag_gives_forward_and_backward() -> None:
+    """The tower calls the bag's kernel without ``padding_idx`` (torch's fast path, which the
+    padding id turns off) on the real ids only: its outputs and its weight gradient are those of
+    the module with ``padding_idx=0`` on the same ids, bit for bit, and its outputs those of
+    the module on the padded rows (an empty bag, a null, is the zero vector)."""
+    torch.manual_seed(0)
+    tower = KindEncoder(2**12, 16)  # fresh: its residual MLP adds exactly 0
+    padded = torch.nn.EmbeddingBag(2**12, 16, mode="mean", padding_idx=0)
+    padded.weight.data.copy_(tower.bag.weight.data)
+    codes, lengths = to_codepoints(["smith", None, "anna-maria", "o", "smyth jones", "smith"], 16)
+    tokens = torch.from_numpy(tokenise(codes, lengths, FieldKind.name, 2**12))
+    present = tokens != 0
+    counts = present.sum(dim=1)
+    tower.train()
+    ours = tower(tokens)
+    expected = padded(tokens[present], torch.cumsum(counts, 0) - counts)
+    assert torch.equal(ours, expected)
+    assert torch.equal(ours, padded(tokens))
+    assert torch.equal(ours[1], torch.zeros(16))
+    weights = torch.linspace(-1, 1, 16)
+    (ours * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert torch.equal(tower.bag.weight.grad, padded.weight.grad)
 
 
 def test_gathering_some_records_from_pieces_gives_their_stacked_vectors() -> None:
