@@ -16,7 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from dedup.config import (
@@ -178,6 +177,8 @@ def run_pass(
     empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
         return empty  # needs a trained encoder: see embedding_neighbours
+    import pandas as pd  # the recordlinkage boundary: pandas (0.3 s, 0.1 GB) only when a pass runs
+
     from dedup import indexers  # recordlinkage loads sklearn (0.8 s): only when a pass runs
 
     if isinstance(p, TokenPass):
@@ -391,6 +392,8 @@ def has_embedding_pass(config: DedupConfig) -> bool:
 def embedding_neighbours(config: DedupConfig, vectors: np.ndarray | RecordVectors) -> dict[int, CandidatePairs]:
     """Each embedding pass's pairs (by its position in ``config.passes``): the search alone, so
     a caller can let the vectors go before the union (``with_found``)."""
+    import pandas as pd
+
     from dedup.indexers import EmbeddingNeighbours, index_pairs
 
     frame = pd.DataFrame(index=pd.RangeIndex(len(vectors)))

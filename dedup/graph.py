@@ -38,7 +38,7 @@ from dedup.io import (
 )
 from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
-from dedup.publish import remove_leftovers
+from dedup.publish import place, remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
 from dedup.threads import limited, share
 
@@ -211,6 +211,9 @@ def score(
         statistics = str(known_statistics)
     else:
         statistics = str(_one(executor, "score", parts.statistics_part, input_path, config, where))
+    for counts in sorted(parts.word_counts_dir(statistics).glob("*.parquet")):  # published for updates
+        if not (dest / "embeddings" / counts.name).exists():
+            place(counts, dest / "embeddings" / counts.name, keep_source=True)
     pair_ranges = parts.ranges(parts.candidate_count(completed), partitioning.pairs_per_part)
     calls = [
         (input_path, config, model, completed, embeddings, statistics, a, b, str(dest / "scores"))

@@ -55,6 +55,7 @@ from dedup.io import (
 from dedup.labels import labelled_rows, read_labels
 from dedup.model import DedupModel
 from dedup.scoring import score_pairs
+from dedup.word_counts import save_word_counts
 
 RECORDS_PER_PART = 250_000
 PAIRS_PER_PART = 2_000_000
@@ -210,12 +211,20 @@ def statistics_part(input_path: str | Path, config: DedupConfig, dest: str | Pat
 
 
 def save_statistics(statistics: FieldStatistics, target: Path) -> Path:
-    """``statistics`` to ``target`` atomically (``load_statistics`` reads it)."""
+    """``statistics`` to ``target`` atomically (``load_statistics`` reads it), and the text
+    fields' word counts beside it (``word_counts_dir``), which the run publishes for updates."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    save_word_counts(statistics, word_counts_dir(target))
     tmp = target.with_name(f".{target.name}.tmp.npz")
     np.savez(tmp, **statistics.to_arrays())
     tmp.replace(target)
     return target
+
+
+def word_counts_dir(statistics: str | Path) -> Path:
+    """Where ``save_statistics`` leaves the word counts (``dedup.word_counts``) of the input
+    whose statistics are in ``statistics``."""
+    return Path(statistics).parent / "words"
 
 
 def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:

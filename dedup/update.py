@@ -75,6 +75,15 @@ from dedup.parts import save_embeddings, stored_field
 from dedup.publish import checkpoint, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
+from dedup.word_counts import (
+    UpdatedWords,
+    count_parts,
+    merged_counts,
+    part_name,
+    read_word_counts,
+    text_fields,
+    updated_words,
+)
 
 log = logging.getLogger("dedup")
 
@@ -154,13 +163,17 @@ def _update(
     master_rows = before["_first"].to_numpy()[~changed].astype(np.int64)  # unchanged records' master rows
     only_added = np.array_equal(master_rows, np.arange(inputs.height))  # records only added, after the master's
     normalised = _normalised(master, records, config, inputs.height if only_added else 0)
+    stays = np.zeros(inputs.height, dtype=bool)
+    stays[master_rows] = True
+    gone = np.flatnonzero(~stays)  # deleted or corrected master rows: their old values leave
+    stored = _stored_words(master, config, normalised.filter(pl.Series(changed)), inputs, gone)
     clock["read"] = _lap(start)
 
     embeddings = _embeddings(master, model, normalised, changed, master_rows, inputs.height, only_added)
     clock["encode"] = _lap(start, clock)
     pairs = _candidates(records, normalised, config, embeddings, changed, _skipped_passes(report_before, config))
     clock["block"] = _lap(start, clock)
-    scored = _score(model, normalised, records[id_col], embeddings, pairs)
+    scored, words = _score(model, normalised, records[id_col], embeddings, pairs, stored)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     master_pairs = pl.scan_parquet(master / "pairs.parquet")
     scored = scored.select(pl.col(c).cast(t) for c, t in master_pairs.collect_schema().items())
@@ -183,7 +196,7 @@ def _update(
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
     pair_files = PairFiles(master / "pairs.parquet", kept, scored, embeddings.linked, embeddings.start)
-    _publish(output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config)
+    _publish(output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config, stored, words)
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -440,20 +453,61 @@ def _kept_pairs(master: Path, id_col: str, unchanged: pl.Series) -> pl.LazyFrame
 
 
 # ---- 3. scores ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredWords:
+    """The master's text-field word counts (``dedup.word_counts``: per field position, its
+    parts and their sum) and the values that come (``added``) and go (``removed``: deleted
+    records' and the old values of corrected ones), normalised."""
+
+    fields: dict[int, str]  # the text fields by position
+    parts: dict[int, list[Path]]
+    tables: dict[str, pl.DataFrame]
+    added: pl.DataFrame
+    removed: pl.DataFrame
+
+
+def _stored_words(
+    master: Path, config, added: pl.DataFrame, inputs: pl.DataFrame, gone: np.ndarray
+) -> StoredWords | None:
+    """The master's word counts, or None when it has none (written by an older version, or no
+    text field): the update then counts every record's words again."""
+    fields = text_fields(config)
+    parts = {j: count_parts(master / "embeddings", j) for j in fields}
+    if not fields or not all(parts.values()):
+        return None
+    tables = {fields[j]: read_word_counts(found) for j, found in parts.items()}
+    removed = normalise_fields(inputs.select(pl.all().gather(gone)), config)
+    return StoredWords(fields, parts, tables, added, removed)
+
+
 def _score(
-    model: DedupModel, normalised: pl.DataFrame, ids: pl.Series, embeddings: Embeddings, pairs: CandidatePairs
-) -> pl.DataFrame:
+    model: DedupModel,
+    normalised: pl.DataFrame,
+    ids: pl.Series,
+    embeddings: Embeddings,
+    pairs: CandidatePairs,
+    stored: StoredWords | None,
+) -> tuple[pl.DataFrame, dict[str, UpdatedWords]]:
     """The pairs scored like a run's, from the statistics of the records they hold only (their
     rarity counted over every record): a few changed records' pairs need no word vector of
-    the million others."""
+    the million others. Text fields' words are counted from the master's stored counts and
+    the changed records' words (``stored``) when the master has them; also returned, to store."""
     rows = np.unique(np.concatenate([pairs.left, pairs.right]))
     local = CandidatePairs(
         np.searchsorted(rows, pairs.left), np.searchsorted(rows, pairs.right), pairs.pass_index, pairs.pass_names
     )
-    statistics = field_statistics(normalised, model.config, rows=rows)
-    return score_pairs(
+    words = {}
+    if stored is not None:
+        words = {
+            f: updated_words(table, normalised[f], stored.added[f], stored.removed[f], rows)
+            for f, table in stored.tables.items()
+        }
+    counted = {f: (w.vocabulary, w.known) for f, w in words.items()}
+    statistics = field_statistics(normalised, model.config, rows=rows, counted=counted)
+    scored = score_pairs(
         model.config.id_column, model.combiner_, ids.gather(rows), embeddings.take(rows), statistics, local
     )
+    return scored, words
 
 
 # ---- 4. clusters ----------------------------------------------------------------------------
@@ -712,6 +766,8 @@ def _publish(
     normalised: pl.DataFrame,
     report: dict[str, Any],
     config,
+    stored_words: StoredWords | None,
+    words: dict[str, UpdatedWords],
 ) -> None:
     """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
 
@@ -729,6 +785,8 @@ def _publish(
         if len(written.codes[config.field_names[0]]):
             save_embeddings(written, folder / f"embeddings-{embeddings.start:012d}.npz")
             write_parquet(normalised.slice(embeddings.start), folder / f"normalised-{embeddings.start:012d}.parquet")
+        if stored_words is not None:
+            _write_word_counts(folder, stored_words, words, embeddings.linked, embeddings.start)
         counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
         write_charts(generation, config, counts)
         report["model_fingerprint"] = model_fingerprint(generation / "model")
@@ -737,3 +795,18 @@ def _publish(
         checkpoint("report.json")
 
     publish_generation(output, build)
+
+
+def _write_word_counts(
+    folder: Path, stored: StoredWords, words: dict[str, UpdatedWords], linked: bool, start: int
+) -> None:
+    """The word counts after the update: the master's parts (linked) and the change as one more,
+    when records were only added (and there are fewer than ``PAIR_PARTS``); else one part."""
+    for j, field in stored.fields.items():
+        parts = stored.parts[j]
+        if linked and len(parts) < PAIR_PARTS:
+            for part in parts:
+                place(part, folder / part.name, keep_source=True)
+            write_parquet(words[field].change, folder / part_name(j, start))
+        else:
+            write_parquet(merged_counts(stored.tables[field], words[field].change), folder / part_name(j, 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
 from dedup.config import DedupConfig, parse_config
 from dedup.errors import BlockingError
 from dedup.evaluation import cluster_metrics
+from dedup.frequencies import field_statistics
+from dedup.io import read_clusters
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.parts import load_embeddings
@@ -26,6 +29,7 @@ from dedup.pipeline import run
 from dedup.publish import run_dir
 from dedup.review.session import ReviewSession
 from dedup.update import _skipped_passes, stable_cluster_ids, update
+from dedup.word_counts import count_parts, read_word_counts, save_word_counts
 from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +70,8 @@ def test_daily_drops_agree_with_a_full_rerun(master: dict, tmp_path: Path) -> No
     assert second["update"]["pairs_scored"] < 0.45 * full["counts"]["candidate_pairs"]
     assert first["update"]["new_records"] == second["update"]["new_records"] == 1000
     assert second["updated_from"]["run"] == first["run"] and second["run"] != first["run"]
+    _assert_the_word_counts_are_a_recount(out, master["config"], tmp_path / "recount")
+    assert len(list((run_dir(out) / "embeddings").glob("words-3-*.parquet"))) == 3  # the master's part and one per drop
     # the master's model is reused, not retrained, and the output explains itself
     assert second["model_fingerprint"] == first["model_fingerprint"]
     assert main(["explain", str(out), "--id", "rec-1496-org", "--id", "rec-552-dup-3"]) == 0
@@ -137,6 +143,18 @@ def test_corrections_and_deletions(master: dict, tmp_path: Path) -> None:
     assert split.filter(pl.col("rec_id") == big["rec_id"][0])["cluster_size"][0] == 1
     scratch = _clustered_from_every_pair(tmp_path / "out", config)
     assert _agreement(split, scratch) == 1.0 and split["cluster_confidence"].equals(scratch["cluster_confidence"])
+    _assert_the_word_counts_are_a_recount(tmp_path / "out", config, tmp_path / "recount")
+    assert len(list((run_dir(tmp_path / "out") / "embeddings").glob("words-3-*.parquet"))) == 1  # rewritten as one
+
+
+def _assert_the_word_counts_are_a_recount(out: Path, config: DedupConfig, scratch: Path) -> None:
+    """The text fields' stored word counts (what the next update reads) are those of every record."""
+    records, _ = read_clusters(out)
+    written = save_word_counts(field_statistics(normalise_fields(records, config), config), scratch)
+    assert [p.name for p in written] == ["words-3-000000000000.parquet", "words-4-000000000000.parquet"]
+    for j in (3, 4):  # address_1, address_2
+        stored = read_word_counts(count_parts(run_dir(out) / "embeddings", j))
+        assert stored.equals(read_word_counts(count_parts(scratch, j)))
 
 
 def test_deleting_the_middle_of_a_chain_splits_it(master: dict, tmp_path: Path) -> None:
@@ -209,6 +227,20 @@ def test_an_update_that_only_adds_records_links_the_masters_embeddings(master: d
     assert pl.read_parquet(stored).equals(normalise_fields(records, model.config))
     assert not np.array_equal(vectors["surname"][0], fresh.dense("surname")[0])
     assert all(np.array_equal(vectors[f][1:], fresh.dense(f)[1:]) for f in model.config.field_names)
+
+
+def test_the_stored_word_counts_score_as_a_recount_does(master: dict, tmp_path: Path) -> None:
+    """An update weighs the new pairs' words by the master's stored counts plus the drop's; a
+    master without them (an older version's) is counted again over every record: same scores."""
+    update(master["first"], master["root"] / "master", tmp_path / "stored")
+    older = tmp_path / "older"
+    shutil.copytree(run_dir(master["root"] / "master"), older)
+    for part in (older / "embeddings").glob("words-*.parquet"):
+        part.unlink()
+    update(master["first"], older, tmp_path / "recounted")
+    assert not list((run_dir(tmp_path / "recounted") / "embeddings").glob("words-*"))  # nothing to add to
+    a, b = (pl.read_parquet(tmp_path / name / "pairs.parquet") for name in ("stored", "recounted"))
+    assert a.height > 30000 and a.equals(b)
 
 
 def _clustered_from_every_pair(out: Path, config: DedupConfig) -> pl.DataFrame:
