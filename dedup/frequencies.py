@@ -19,6 +19,7 @@ text field; pairs then gather rows (``token_similarity``), never loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
@@ -194,17 +195,21 @@ def chosen_counts(columns: pl.DataFrame, rows: np.ndarray) -> dict[str, tuple[np
     among all records. Only the rows' own values are looked for among the others (a hash lookup
     per record), not every value counted: an update's 60k rows among 1M records. The columns
     are counted in one polars query, side by side on the cores."""
-    held, queries = {}, []
-    for values in columns.iter_columns():
-        name = values.name
-        held[name] = pl.DataFrame({"value": values.gather(rows).drop_nulls().unique().sort()})
-        every = values.alias("value").to_frame().lazy().filter(pl.col("value").is_in(held[name]["value"].implode()))
-        queries.append(every.group_by("value").agg(pl.len().alias("count")))
+    chosen = {values.name: values.gather(rows) for values in columns.iter_columns()}
+    held = {name: pl.DataFrame({"value": values.drop_nulls().unique().sort()}) for name, values in chosen.items()}
+    queries = [
+        values.alias("value")
+        .to_frame()
+        .lazy()
+        .filter(pl.col("value").is_in(held[values.name]["value"].implode()))
+        .group_by("value")
+        .agg(pl.len().alias("count"))
+        for values in columns.iter_columns()
+    ]
     result = {}
-    for values, every in zip(columns.iter_columns(), pl.collect_all(queries), strict=True):
-        name = values.name
+    for (name, values), every in zip(chosen.items(), pl.collect_all(queries), strict=True):
         counted = held[name].join(every, on="value", how="left", maintain_order="left")
-        ids = values.gather(rows).rank("dense").fill_null(0).to_numpy().astype(np.int32)
+        ids = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
         result[name] = ids, np.concatenate([[0.0], counted["count"].cast(pl.Float64).to_numpy()])
     return result
 
@@ -288,9 +293,17 @@ def count_words(values: pl.Series, found: pl.DataFrame | None = None, split: pl.
     if found is not None:
         held = None if split is None else split.unique(["row", "word"]).group_by("word").agg(pl.len().alias("held"))
         return Vocabulary(found.group_by("word").agg(pl.len().alias("df")), present, held)
-    held = values.drop_nulls().alias("value").value_counts(name="records").with_row_index("row")
-    counted = words(held["value"]).join(held.select("row", "records"), on="row")
-    return Vocabulary(counted.group_by("word").agg(pl.col("records").sum().alias("df")), present)
+    held = values.drop_nulls().alias("value").value_counts(name="n")
+    return Vocabulary(counted_words(held, words, "df"), present)
+
+
+def counted_words(values: pl.DataFrame, found: Callable[[pl.Series], pl.DataFrame], name: str) -> pl.DataFrame:
+    """(word, ``name``): the words ``found`` in each distinct value (``found`` of the ``value``
+    column gives row, word) counted as often as its records ``n`` say (negative: records gone)."""
+    if not values.height:
+        return pl.DataFrame(schema={"word": pl.String, name: pl.Int64})
+    per_value = found(values["value"]).join(values.select("n").with_row_index("row"), on="row")
+    return per_value.group_by("word").agg(pl.col("n").sum().cast(pl.Int64).alias(name))
 
 
 def word_vectors(

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from dedup.config import DedupConfig
-from dedup.frequencies import TOKEN_KINDS, FieldStatistics, Vocabulary, _split, words
+from dedup.frequencies import TOKEN_KINDS, FieldStatistics, Vocabulary, _split, counted_words, words
 from dedup.io import write_parquet
 
 COUNTS = {"word": pl.String, "df": pl.Int64, "held": pl.Int64}
@@ -82,7 +82,7 @@ def updated_words(
     """The counts ``table`` (the master's) after ``removed`` values left and ``added`` ones came;
     ``now``: the field's value in every record after the update; ``rows``: the records to score."""
     delta = _value_delta(added, removed)
-    held_change = _counted(delta, lambda v: _split(v).unique(["row", "word"]), "held")
+    held_change = counted_words(delta, lambda v: _split(v).unique(["row", "word"]), "held")
     crossed = _lookup(held_change.rename({"held": "change"}), table).filter(
         (pl.col("held") > 0) != (pl.col("held") + pl.col("change") > 0)
     )["word"]
@@ -101,8 +101,8 @@ def updated_words(
     known_after = held_after.filter(pl.col("held") + pl.col("change") > 0)["word"]
     df_change = pl.concat(
         [
-            _counted(touched.select("value", n="after"), lambda v: words(v, known_after), "df"),
-            _counted(touched.select("value", n=-pl.col("before")), lambda v: words(v, known_before), "df"),
+            counted_words(touched.select("value", n="after"), lambda v: words(v, known_after), "df"),
+            counted_words(touched.select("value", n=-pl.col("before")), lambda v: words(v, known_before), "df"),
         ]
     )
     change = _tidy(pl.concat([df_change, held_change], how="diagonal"))
@@ -123,15 +123,6 @@ def _value_delta(added: pl.Series, removed: pl.Series) -> pl.DataFrame:
         for s, sign in ((added, 1), (removed, -1))
     ]
     return pl.concat(counts).group_by("value").agg(pl.col("n").sum()).filter(pl.col("n") != 0)
-
-
-def _counted(values: pl.DataFrame, found, name: str) -> pl.DataFrame:
-    """(word, ``name``): each value's words (``found`` of the value column: row, word) counted
-    as often as ``n`` says (negative for values that left)."""
-    if not values.height:
-        return pl.DataFrame(schema={"word": pl.String, name: pl.Int64})
-    per_value = found(values["value"]).join(values.select("n").with_row_index("row"), on="row")
-    return per_value.group_by("word").agg(pl.col("n").sum().cast(pl.Int64).alias(name))
 
 
 def _lookup(wanted: pl.DataFrame | pl.Series, table: pl.DataFrame, change: pl.DataFrame | None = None) -> pl.DataFrame:
