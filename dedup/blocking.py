@@ -194,9 +194,10 @@ def run_pass(
             return empty
     if frame.height < 2:
         return empty
-    pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=False)
+    names = [c for c in frame.columns if c != "_row"]
+    ours = isinstance(p, ExactPass) or len(names) > 1  # our polars algorithms read Arrow-backed columns without a copy
+    pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=ours)
     pdf.index = pd.Index(frame["_row"].to_numpy().astype(np.int64))
-    names = list(pdf.columns)
     if isinstance(p, ExactPass):
         algorithm = indexers.KeyBlock()
     elif len(names) == 1:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dedup.config import FieldKind
+from dedup.frequencies import dense_ids
 
 BOS, EOS = 2, 3  # code points used as boundary markers (never in normalised text)
 _P = np.uint64(0x100000001B3)
@@ -266,7 +267,7 @@ def encode_values(
             part = uniques.slice(start, chunk)
             table[1 + start : 1 + start + part.len()] = encoder(encoder.tokens(part, field, trim=True), field).numpy()
     # 1-based position in the sorted uniques; null stays null -> 0
-    codes = values.rank("dense").fill_null(0).to_numpy().astype(np.int32)
+    codes = dense_ids(values, uniques)
     return table, codes
 
 

@@ -31,6 +31,14 @@ def index_pairs(frame: pd.DataFrame, algorithm: BaseIndexAlgorithm) -> tuple[np.
     )
 
 
+def positions_index(index: pd.Index, left: pl.Series, right: pl.Series) -> pd.MultiIndex:
+    """The pairs ``(index[left[i]], index[right[i]])`` (``left``, ``right``: positions in
+    ``index``, which is unique) as recordlinkage's MultiIndex, built from the positions as its
+    codes: ``MultiIndex.from_arrays`` would factorise millions of labels it already has."""
+    codes = [side.to_numpy().astype(np.int64) for side in (left, right)]
+    return pd.MultiIndex(levels=[index, index], codes=codes, verify_integrity=False)
+
+
 def sorted_neighbourhood(key: str, window: int) -> BaseIndexAlgorithm:
     """recordlinkage's own sorted neighbourhood on one key column."""
     return SortedNeighbourhood(left_on=key, window=window)
@@ -48,10 +56,7 @@ class KeyBlock(BaseIndexAlgorithm):
         keys = pl.from_pandas(df_a.reset_index(drop=True)).with_row_index("_i")
         names = [c for c in keys.columns if c != "_i"]
         pairs = keys.join(keys, on=names, suffix="_r").filter(pl.col("_i") < pl.col("_i_r"))
-        rows = np.asarray(df_a.index, dtype=np.int64)
-        return pd.MultiIndex.from_arrays(
-            [rows[pairs["_i"].to_numpy().astype(np.int64)], rows[pairs["_i_r"].to_numpy().astype(np.int64)]]
-        )
+        return positions_index(df_a.index, pairs["_i"], pairs["_i_r"])
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
         raise NotImplementedError("key blocking links records within one table")
@@ -71,7 +76,7 @@ class BlockedSortedNeighbourhood(BaseIndexAlgorithm):
 
     def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
         frame = pl.from_pandas(df_a[[self.key, *self.block_on]].reset_index(drop=True)).with_columns(
-            pl.Series("_row", np.asarray(df_a.index, dtype=np.int64)),
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),  # positions in df_a: the pairs' codes
             pl.col(self.key).rank("dense").over(self.block_on).cast(pl.Int64).alias("_rank"),
         )
         lefts, rights = [], []
@@ -84,7 +89,7 @@ class BlockedSortedNeighbourhood(BaseIndexAlgorithm):
                 joined = joined.filter(pl.col("_row") < pl.col("_r"))
             lefts.append(joined["_row"].to_numpy())
             rights.append(joined["_r"].to_numpy())
-        return pd.MultiIndex.from_arrays([np.concatenate(lefts), np.concatenate(rights)])
+        return positions_index(df_a.index, pl.Series(np.concatenate(lefts)), pl.Series(np.concatenate(rights)))
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
         raise NotImplementedError("sorted neighbourhood in blocks links records within one table")
@@ -110,10 +115,7 @@ class RareWords(BaseIndexAlgorithm):
             keys = keys.filter(pl.col("word").hash(seed=0) % self.parts == self.part)
         pairs = keys.join(keys, on="word", suffix="_r").filter(pl.col("row") < pl.col("row_r"))
         pairs = pairs.select("row", "row_r").unique()
-        rows = np.asarray(df_a.index, dtype=np.int64)
-        return pd.MultiIndex.from_arrays(
-            [rows[pairs["row"].to_numpy().astype(np.int64)], rows[pairs["row_r"].to_numpy().astype(np.int64)]]
-        )
+        return positions_index(df_a.index, pairs["row"], pairs["row_r"])
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
         raise NotImplementedError("token blocking links records within one table")

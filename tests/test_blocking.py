@@ -260,6 +260,27 @@ def test_sorted_neighbourhood_inside_blocks() -> None:
     assert found == {(0, 1), (1, 2), (2, 3), (3, 6), (4, 5)}
 
 
+def test_block_pairs_name_rows_where_records_without_a_key_leave_gaps() -> None:
+    """The passes see only records with every key present, so their frame's positions are not
+    the records' rows: the pairs must name the rows (records 0, 2 and 5 have no city here)."""
+    records = pl.DataFrame(
+        {
+            "id": [str(i) for i in range(9)],
+            "name": ["zed", "anna", "anna", "anne", "anton", "anna", None, "anne", "anna"],
+            "city": [None, "x", None, "x", "x", None, "x", "y", "y"],
+        }
+    )
+    config = parse_config(
+        "id_column: id\nfields: {name: name, city: name}\n"
+        "blocking: [{sorted_neighbourhood: name, window: 3, block_on: [city]}, [city, name], [name]]"
+    )
+    pairs = block(records, normalise_fields(records, config), config)
+    found = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+    # city x: anna(1) anne(3) anton(4); city y: anne(7) anna(8); name anna: 1, 2, 5, 8; anne: 3, 7
+    expected = {(1, 3), (3, 4), (7, 8), (1, 2), (1, 5), (1, 8), (2, 5), (2, 8), (5, 8), (3, 7)}
+    assert found == expected
+
+
 @pytest.mark.parametrize("expression", ["name[:-1]", "name[-3:]", "name[1:-1]", "name[:-100]", "name[2:]", "name[:3]"])
 def test_key_slices_mean_what_they_mean_in_python(expression: str) -> None:
     values = ["abcdef", "ab", None, "xyz"]
