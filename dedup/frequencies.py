@@ -184,9 +184,8 @@ def dense_ids(values: pl.Series, uniques: pl.Series | None = None) -> np.ndarray
     """Each value's 1-based position among the sorted distinct non-null values (``uniques``,
     when the caller has them already), 0 for null: ``rank("dense")``'s ids, int32.
 
-    Found by a hash join with the sorted distinct values: sorting only the distinct values and
-    not every record's (a rank sorts all 1M e-mails; the join 2.4x faster over a 1M-person
-    table's 8 columns, same ids).
+    Found by a hash join with the sorted distinct values: only the distinct values are sorted,
+    not every record's (the 8 columns of 1M generated people: 3.2 s ranked, 1.3-1.5 s joined).
     """
     if uniques is None:
         uniques = values.drop_nulls().unique().sort()
