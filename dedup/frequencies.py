@@ -366,7 +366,7 @@ def code_numbers(found: pl.DataFrame, n: int) -> sp.csr_matrix:
         & pl.col("word").str.contains(r"\p{L}")
         & ~pl.col("word").str.contains(NUMBER_WITH_UNIT)  # a size or an ordinal (16gb, 4th): not a model
     )
-    return _number_rows(code["row"], code["word"].str.replace_all(r"\D", ""), n)
+    return _number_rows(code["row"], code["word"].str.replace_all(r"\D+", ""), n)
 
 
 def size_numbers(found: pl.DataFrame, values: pl.Series) -> sp.csr_matrix:
