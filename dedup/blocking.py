@@ -182,7 +182,9 @@ def run_pass(
     from dedup import indexers  # recordlinkage loads sklearn (0.8 s): only when a pass runs
 
     if isinstance(p, TokenPass):
-        frame = pd.DataFrame({"text": _field_values(records, normalised, p.field).to_pandas()})
+        frame = pd.DataFrame(
+            {"text": _field_values(records, normalised, p.field).to_pandas(use_pyarrow_extension_array=True)}
+        )
         return indexers.index_pairs(frame, indexers.RareWords(partial(rare_words, p=p), part, parts))
     frame = key_frame(records, normalised, p)
     if parts > 1:

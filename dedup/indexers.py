@@ -109,7 +109,7 @@ class RareWords(BaseIndexAlgorithm):
         self.keys, self.part, self.parts = keys, part, parts
 
     def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        values = pl.Series("text", df_a["text"].tolist(), dtype=pl.String)
+        values = pl.from_pandas(df_a["text"]).cast(pl.String).alias("text")  # Arrow-backed: no copy
         keys = self.keys(values)
         if self.parts > 1:
             keys = keys.filter(pl.col("word").hash(seed=0) % self.parts == self.part)
