@@ -177,36 +177,30 @@ def run_pass(
     empty = np.empty(0, np.int64), np.empty(0, np.int64)
     if isinstance(p, EmbeddingPass):
         return empty  # needs a trained encoder: see embedding_neighbours
-    import pandas as pd  # the recordlinkage boundary: pandas (0.3 s, 0.1 GB) only when a pass runs
-
-    from dedup import indexers  # recordlinkage loads sklearn (0.8 s): only when a pass runs
+    from dedup import indexers  # recordlinkage loads sklearn (0.8 s) and pandas: only when a pass runs
 
     if isinstance(p, TokenPass):
-        frame = pd.DataFrame(
-            {"text": _field_values(records, normalised, p.field).to_pandas(use_pyarrow_extension_array=True)}
-        )
-        return indexers.index_pairs(frame, indexers.RareWords(partial(rare_words, p=p), part, parts))
+        algorithm = indexers.RareWords(partial(rare_words, p=p), part, parts)
+        text = _field_values(records, normalised, p.field).alias("text").to_frame()
+        return indexers.index_pairs(indexers.recordlinkage_frame(text, algorithm), algorithm)
     frame = key_frame(records, normalised, p)
+    names = [c for c in frame.columns if c != "_row"]
     if parts > 1:
-        keys = [c for c in frame.columns if c != "_row"]
-        keys = keys if isinstance(p, ExactPass) else keys[1:]
+        keys = names if isinstance(p, ExactPass) else names[1:]
         if keys:
             frame = frame.filter(pl.struct(keys).hash(seed=0) % parts == part)
         elif part != 0:
             return empty
     if frame.height < 2:
         return empty
-    names = [c for c in frame.columns if c != "_row"]
-    ours = isinstance(p, ExactPass) or len(names) > 1  # our polars algorithms read Arrow-backed columns without a copy
-    pdf = frame.drop("_row").to_pandas(use_pyarrow_extension_array=ours)
-    pdf.index = pd.Index(frame["_row"].to_numpy().astype(np.int64))
     if isinstance(p, ExactPass):
         algorithm = indexers.KeyBlock()
     elif len(names) == 1:
         algorithm = indexers.sorted_neighbourhood(names[0], p.window)
     else:  # recordlinkage 0.16's own block_left_on fails under pandas 2
         algorithm = indexers.BlockedSortedNeighbourhood(names[0], names[1:], p.window)
-    return indexers.index_pairs(pdf, algorithm)
+    rows = frame["_row"].to_numpy().astype(np.int64)
+    return indexers.index_pairs(indexers.recordlinkage_frame(frame.drop("_row"), algorithm, rows), algorithm)
 
 
 def vectors_of(embeddings: FieldEmbeddings) -> RecordVectors:

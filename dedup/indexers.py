@@ -109,7 +109,7 @@ class RareWords(BaseIndexAlgorithm):
         self.keys, self.part, self.parts = keys, part, parts
 
     def _dedup_index(self, df_a: pd.DataFrame) -> pd.MultiIndex:
-        values = pl.from_pandas(df_a["text"]).cast(pl.String).alias("text")  # Arrow-backed: no copy
+        values = pl.from_pandas(df_a["text"]).cast(pl.String).alias("text")  # no copy when Arrow-backed
         keys = self.keys(values)
         if self.parts > 1:
             keys = keys.filter(pl.col("word").hash(seed=0) % self.parts == self.part)
@@ -119,6 +119,20 @@ class RareWords(BaseIndexAlgorithm):
 
     def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
         raise NotImplementedError("token blocking links records within one table")
+
+
+def recordlinkage_frame(
+    columns: pl.DataFrame, algorithm: BaseIndexAlgorithm, rows: np.ndarray | None = None
+) -> pd.DataFrame:
+    """``columns`` as the pandas frame recordlinkage hands ``algorithm``, indexed by ``rows``
+    (row positions; 0, 1, ... when not given). Arrow-backed for our polars algorithms, which
+    read it back without a copy (Python strings and back took half of 1M people's key passes);
+    numpy-backed for recordlinkage's own."""
+    arrow = isinstance(algorithm, (KeyBlock, BlockedSortedNeighbourhood, RareWords))
+    frame = columns.to_pandas(use_pyarrow_extension_array=arrow)
+    if rows is not None:
+        frame.index = pd.Index(rows)
+    return frame
 
 
 class EmbeddingNeighbours(BaseIndexAlgorithm):
