@@ -339,19 +339,26 @@ def _first_of_keys(
 
 
 def pass_allowed(estimate: PassEstimate, p: BlockingPass, config: DedupConfig, records: int) -> bool:
-    """Whether a pass may run: over ``blocking_max_pairs`` a configured pass is an error; a
-    default pass (none configured) is skipped with a warning over that limit or over
+    """Whether a pass may run (``skip_reason``); a skipped default pass is a warning."""
+    reason = skip_reason(estimate, p, config, records)
+    if reason:
+        warnings.warn(reason, stacklevel=2)
+    return reason is None
+
+
+def skip_reason(estimate: PassEstimate, p: BlockingPass, config: DedupConfig, records: int) -> str | None:
+    """Why a pass may not run, or None: over ``blocking_max_pairs`` a configured pass is an
+    error; a default pass (none configured) is skipped over that limit or over
     ``DEFAULT_PAIRS_PER_RECORD`` pairs per record (a pass on a field with few values, such as
-    a city or a year, would otherwise bury the duplicates under millions of pairs)."""
+    a city or a year, would otherwise bury the duplicates under millions of pairs).
+
+    Returned, not only warned: pieces running side by side on threads cannot tell their
+    warnings apart (``warnings.catch_warnings`` is process-wide)."""
     if config.blocking is None:
         limit = min(config.blocking_max_pairs, max(DEFAULT_PAIRS_PER_RECORD * records, 1000))
-        reason = skipped_default(estimate, p, limit)
-        if reason:
-            warnings.warn(reason, stacklevel=2)
-            return False
-        return True
+        return skipped_default(estimate, p, limit)
     guard_pass(estimate, p, config.blocking_max_pairs)
-    return True
+    return None
 
 
 def skipped_default(estimate: PassEstimate, p: BlockingPass, limit: int) -> str | None:

@@ -9,18 +9,23 @@
   the threshold (the edges), and the per-record confidence streams the compact files one at a time.
 
 Every piece reads its inputs from files and writes its result to a file named after its range,
-so the same functions serve the CLI (one after another) and a Prefect flow on Dask (in parallel).
+so the same functions serve the CLI (here; block and encode pieces two at a time on threads)
+and a Prefect flow on Dask (in parallel).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 import warnings
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -30,8 +35,8 @@ from dedup.blocking import (
     EmbeddingPass,
     estimate_pass,
     has_embedding_pass,
-    pass_allowed,
     run_pass,
+    skip_reason,
     union_pairs,
     with_embedding_passes,
 )
@@ -57,6 +62,7 @@ from dedup.model import DedupModel
 from dedup.scoring import score_pairs
 from dedup.word_counts import save_word_counts
 
+T = TypeVar("T")
 RECORDS_PER_PART = 250_000
 PAIRS_PER_PART = 2_000_000
 
@@ -76,13 +82,10 @@ def block_part(
     p = config.passes[pass_index]
     estimate = estimate_pass(records, normalised, p)
     left = right = np.empty(0, np.int64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        allowed = pass_allowed(estimate, p, config, records.height)
-    skipped = "; ".join(str(w.message) for w in caught) or None
-    for w in caught:  # still shown to the user
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if allowed and not isinstance(p, EmbeddingPass):
+    skipped = skip_reason(estimate, p, config, records.height)
+    if skipped:
+        warnings.warn(skipped, stacklevel=1)
+    if skipped is None and not isinstance(p, EmbeddingPass):
         left, right = run_pass(records, normalised, p, part, parts)
     target = Path(dest) / f"block-{pass_index}-{part}.parquet"
     write_json({"largest_block": estimate.largest_block, "skipped": skipped}, target.with_suffix(".json"))
@@ -227,6 +230,37 @@ def word_counts_dir(statistics: str | Path) -> Path:
     return Path(statistics).parent / "words"
 
 
+_SHARED: dict[tuple[str, ...], Any] | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+@contextmanager
+def shared_loads() -> Iterator[None]:
+    """Inside: what pieces of this process load through ``shared`` is loaded once and kept until
+    the block ends (an executor running several pieces here, side by side or one after
+    another). Outside (a piece alone in a task or a worker process), each load is its own."""
+    global _SHARED
+    outer = _SHARED is None
+    if outer:
+        _SHARED = {}
+    try:
+        yield
+    finally:
+        if outer:
+            _SHARED = None
+
+
+def shared(key: tuple[str, ...], load: Callable[[], T]) -> T:
+    """``load()``, or inside ``shared_loads`` the value loaded for ``key`` before (read-only:
+    the pieces share it). One load at a time: a second piece waits for the first's copy."""
+    if _SHARED is None:
+        return load()
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = load()
+        return _SHARED[key]
+
+
 def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:
     with np.load(path, allow_pickle=False) as arrays:
         return FieldStatistics.from_arrays(dict(arrays), fields)
@@ -329,19 +363,14 @@ def score_part(
 ) -> ScorePart:
     """Score candidate pairs ``[start, stop)``."""
     ids = read_ids(input_path, config)  # not the rest of the table: the pairs' evidence is on disk
-    model = DedupModel.load(model_dir, expect=config)
+    fields = config.field_names
+    # the same for every score piece: loaded once for the pieces this process runs together
+    model = shared(("model", str(model_dir)), lambda: DedupModel.load(model_dir, expect=config))
+    stored = shared(("embeddings", *map(str, embeddings)), lambda: load_embeddings(embeddings, fields))
+    statistics_ = shared(("statistics", str(statistics)), lambda: load_statistics(statistics, fields))
     pairs = load_candidates(candidates, start, stop)
     timings: dict[str, float] = {}
-    fields = config.field_names
-    scored = score_pairs(
-        config.id_column,
-        model.combiner_,
-        ids,
-        load_embeddings(embeddings, fields),
-        load_statistics(statistics, fields),
-        pairs,
-        timings,
-    )
+    scored = score_pairs(config.id_column, model.combiner_, ids, stored, statistics_, pairs, timings)
     scored = with_answers(scored, config, ids, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
@@ -356,8 +385,10 @@ def score_part(
     return ScorePart(rows, scores)
 
 
-def merge_scores(parts: list[ScorePart], dest: str | Path) -> Path:
-    """``dest/pairs.parquet`` from the pieces (streamed, in pair order) and the summed timings."""
+def merge_scores(parts: list[ScorePart], dest: str | Path, encoded: float | None = None) -> Path:
+    """``dest/pairs.parquet`` from the pieces (streamed, in pair order) and the summed timings;
+    ``encoded``: the encode pieces' wall time (else their summed time, which counts pieces that
+    ran side by side twice)."""
     dest = Path(dest)
     ordered = sorted(parts, key=lambda p: p.pairs.name)
     clock = time.perf_counter()
@@ -368,8 +399,8 @@ def merge_scores(parts: list[ScorePart], dest: str | Path) -> Path:
             timings[key] = round(timings.get(key, 0.0) + value, 4)
     timings["write_pairs"] = round(timings["write_pairs"] + time.perf_counter() - clock, 4)
     encode = [json.loads(p.read_text())["encode"] for p in sorted(dest.glob("embeddings/embeddings-*.json"))]
-    if encode:
-        timings["encode"] = round(sum(encode), 4)
+    if encoded is not None or encode:
+        timings["encode"] = encoded if encoded is not None else round(sum(encode), 4)
     write_json({"parts": [str(p.scores.relative_to(dest)) for p in ordered]}, dest / "scores.json")
     write_json(timings, dest / "score_timings.json")
     for part in ordered:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,99 @@ def test_the_in_process_runner_gives_freed_heap_pages_back_after_a_piece(monkeyp
     monkeypatch.setattr(graph, "give_back_freed_memory", trim)
     [(kept, left)] = InProcess(threads=1).map("test", _fragmenting_piece, [()])
     assert left - _rss_mb() > 300 and len(kept) == 1000  # the kept blocks are still held
+
+
+class _Overlap:
+    """Wraps a piece function: counts the pieces running at once (each waits a little, so two
+    lanes do overlap) and how long each took."""
+
+    def __init__(self, fn, pause: float = 0.3) -> None:  # noqa: ANN001
+        self.fn, self.pause = fn, pause
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args):  # noqa: ANN002, ANN204
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self.pause)
+            return self.fn(*args)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_block_and_encode_pieces_run_side_by_side_with_the_same_result(
+    febrl1_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import parts
+
+    model = tmp_path / "trained" / "model"
+    deduplicate(febrl1_file, EMBEDDING, tmp_path / "trained")
+    pieces = Partitioning(block_partitions=2, records_per_part=250, pairs_per_part=1500)
+    results, most = {}, {}
+    for lanes in (1, 2):
+        block, encode, score = (_Overlap(f) for f in (parts.block_part, parts.encode_part, parts.score_part))
+        monkeypatch.setattr(parts, "block_part", block)
+        monkeypatch.setattr(parts, "encode_part", encode)
+        monkeypatch.setattr(parts, "score_part", score)
+        out = tmp_path / f"lanes{lanes}"
+        report = deduplicate(febrl1_file, EMBEDDING, out, InProcess(lanes=lanes), pieces, model=model)
+        most[lanes] = (block.most, encode.most, score.most)
+        results[lanes] = [pl.read_parquet(out / name) for name in ("pairs.parquet", "clusters.parquet")]
+        # the report's encoding time is the pieces' wall time (4 pieces x 0.3 s asleep: at least
+        # 1.2 s one at a time, 0.6 s two at a time), not the sum of the time each spent encoding
+        encode = report["timings_seconds"]["encode"]
+        assert 0.6 <= encode < 1.2 if lanes == 2 else encode >= 1.2
+        monkeypatch.undo()
+    assert most[1] == (1, 1, 1)
+    assert most[2] == (2, 2, 1)  # score pieces stay one at a time: each holds its slice's evidence
+    for one, two in zip(results[1], results[2], strict=True):
+        assert_frame_equal(one, two)
+
+
+def test_score_pieces_run_here_load_the_shared_inputs_once(
+    febrl1_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import parts
+
+    loads: list[int] = []
+    original = parts.load_embeddings
+
+    def counted(*args):  # noqa: ANN002, ANN202
+        loads.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(parts, "load_embeddings", counted)
+    cut = Partitioning(records_per_part=400, pairs_per_part=1000)
+    report = deduplicate(febrl1_file, febrl_config(), tmp_path / "out", InProcess(), cut)
+    assert report["counts"]["candidate_pairs"] > 2 * 1000  # three or more score pieces
+    assert len(loads) == 1  # loaded by the first, shared by the others
+    loads.clear()
+    with parts.shared_loads():
+        pass
+    assert parts.shared(("x",), lambda: 1) == 1 and parts._SHARED is None  # outside: nothing kept
+
+
+def test_default_passes_skipped_side_by_side_each_report_their_own_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedup import blocking
+
+    judge = blocking.skipped_default
+    monkeypatch.setattr(blocking, "skipped_default", lambda *args: time.sleep(0.2) or judge(*args))  # overlap
+    n = 300  # one date of birth for everyone: every default pass keyed on it would pair them all
+    records = pl.DataFrame(
+        {"id": [str(i) for i in range(n)], "surname": [f"smith{i}" for i in range(n)], "dob": ["19700101"] * n}
+    )
+    path = tmp_path / "people.parquet"
+    records.write_parquet(path)
+    config = parse_config("id_column: id\nfields: {surname: name, dob: date}" + TINY_TRAINING)
+    with pytest.warns(UserWarning, match="skipping default blocking pass"):
+        report = deduplicate(path, config, tmp_path / "out", InProcess(lanes=2))
+    reasons = {entry["pass"]: entry.get("skipped") for entry in report["blocking"]}
+    skipped = {name: reason for name, reason in reasons.items() if reason}
+    assert {"block(dob)", "block(soundex(surname), dob[:4])"} <= set(skipped), reasons
+    for name, reason in skipped.items():  # each names its own pass, not the one beside it
+        assert f"pass {name}:" in reason, (name, reason)
