@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -43,13 +42,12 @@ from dedup.labels import labels_digest, read_labels
 from dedup.lock import output_lock
 from dedup.publish import place, remove_leftovers
 from dedup.report import Layout, StageFiles, report_stage
+from dedup.threads import lanes as lanes_for
 from dedup.threads import limited, share
 
 T = TypeVar("T")
 DONE = "DONE"
-LANES = 2  # pieces at once by default: each more holds one more piece's memory
 SIDE_BY_SIDE = frozenset({"block", "encode"})  # stages whose pieces run side by side here
-LANES_ENV = "DEDUP_LANES"
 log = logging.getLogger("dedup")
 
 
@@ -74,8 +72,8 @@ class Executor(Protocol):
 
 class InProcess:
     """Every piece here, on all the cores this process may use (or ``DEDUP_THREADS``); the
-    pieces of ``SIDE_BY_SIDE`` stages up to ``lanes`` at a time on threads (``DEDUP_LANES``;
-    default: one per core, at most ``LANES``), each with its share of torch's threads.
+    pieces of ``SIDE_BY_SIDE`` stages up to ``lanes`` at a time on threads (``dedup.threads.lanes``:
+    ``DEDUP_LANES``, else one per core up to two), each with its share of torch's threads.
 
     A piece alone keeps two cores about 70% busy (numpy, the tokeniser and the GIL between
     polars and torch calls leave one idle); two block or encode pieces side by side fill them
@@ -91,7 +89,7 @@ class InProcess:
 
     def map(self, stage: str, fn: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T]:
         threads = self.threads or share()
-        lanes = (self.lanes or default_lanes(threads)) if stage in SIDE_BY_SIDE else 1
+        lanes = (self.lanes or lanes_for(threads)) if stage in SIDE_BY_SIDE else 1
         lanes = max(min(lanes, len(calls)), 1)
 
         def one(args: tuple[Any, ...]) -> T:
@@ -104,19 +102,6 @@ class InProcess:
                 return [one(args) for args in calls]
             with ThreadPoolExecutor(lanes, thread_name_prefix=f"dedup-{stage}") as pool:
                 return list(pool.map(one, calls))
-
-
-def default_lanes(threads: int) -> int:
-    """Pieces at once: ``DEDUP_LANES`` if set, else one per thread up to ``LANES``."""
-    chosen = os.environ.get(LANES_ENV, "").strip()
-    if chosen:
-        try:
-            value = int(chosen)
-        except ValueError:
-            raise ValueError(f"{LANES_ENV} must be a whole number of pieces, not {chosen!r}") from None
-        if value >= 1:
-            return value
-    return min(threads, LANES)
 
 
 def give_back_freed_memory() -> None:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 
 ENV = "DEDUP_THREADS"
+LANES_ENV = "DEDUP_LANES"
+LANES = 2  # pieces at once by default
 
 
 def available_cores() -> int:
@@ -27,15 +29,25 @@ def available_cores() -> int:
 
 def share(concurrent: int = 1) -> int:
     """Threads for one of ``concurrent`` pieces running at once: ``DEDUP_THREADS`` if set."""
-    chosen = os.environ.get(ENV, "").strip()
-    if chosen:
-        try:
-            value = int(chosen)
-        except ValueError:
-            raise ValueError(f"{ENV} must be a whole number of threads, not {chosen!r}") from None
-        if value >= 1:
-            return value
-    return max(available_cores() // max(concurrent, 1), 1)
+    return _chosen(ENV, "threads") or max(available_cores() // max(concurrent, 1), 1)
+
+
+def lanes(threads: int) -> int:
+    """Pieces a process runs at once on its ``threads``: ``DEDUP_LANES`` if set, else one per
+    thread up to ``LANES`` (each more holds one more piece's memory)."""
+    return _chosen(LANES_ENV, "pieces") or min(threads, LANES)
+
+
+def _chosen(name: str, unit: str) -> int | None:
+    """The whole number in environment variable ``name`` (None when unset or below 1)."""
+    chosen = os.environ.get(name, "").strip()
+    if not chosen:
+        return None
+    try:
+        value = int(chosen)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of {unit}, not {chosen!r}") from None
+    return value if value >= 1 else None
 
 
 @contextmanager

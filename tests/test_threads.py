@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dedup import threads
 from dedup.threads import available_cores, limited, run_with_threads, share
 
 
@@ -27,3 +28,15 @@ def test_a_piece_runs_on_its_share_and_the_process_gets_its_threads_back(monkeyp
     with limited(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_lanes_follow_the_cores_up_to_two_and_honour_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.LANES_ENV, raising=False)
+    assert threads.lanes(1) == 1 and threads.lanes(2) == 2 and threads.lanes(16) == 2
+    monkeypatch.setenv(threads.LANES_ENV, "3")
+    assert threads.lanes(2) == 3
+    monkeypatch.setenv(threads.LANES_ENV, "0")  # not a count: the default
+    assert threads.lanes(2) == 2
+    monkeypatch.setenv(threads.LANES_ENV, "two")
+    with pytest.raises(ValueError, match="DEDUP_LANES must be a whole number of pieces"):
+        threads.lanes(2)
