@@ -253,12 +253,13 @@ def shared_loads() -> Iterator[None]:
 def shared(key: tuple[str, ...], load: Callable[[], T]) -> T:
     """``load()``, or inside ``shared_loads`` the value loaded for ``key`` before (read-only:
     the pieces share it). One load at a time: a second piece waits for the first's copy."""
-    if _SHARED is None:
+    kept = _SHARED  # read once: another thread's block may end meanwhile
+    if kept is None:
         return load()
     with _SHARED_LOCK:
-        if key not in _SHARED:
-            _SHARED[key] = load()
-        return _SHARED[key]
+        if key not in kept:
+            kept[key] = load()
+        return kept[key]
 
 
 def load_statistics(path: str | Path, fields: list[str]) -> FieldStatistics:
