@@ -9,8 +9,8 @@
   the threshold (the edges), and the per-record confidence streams the compact files one at a time.
 
 Every piece reads its inputs from files and writes its result to a file named after its range,
-so the same functions serve the CLI (here; block and encode pieces two at a time on threads)
-and a Prefect flow on Dask (in parallel).
+so the same functions serve the CLI (in its own process, block and encode pieces two at a time
+on threads) and a Prefect flow on Dask (in parallel).
 """
 
 from __future__ import annotations
