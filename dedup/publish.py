@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 GENERATIONS = ".generations"
@@ -164,6 +166,32 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def flushing(folder: Path) -> Iterator[None]:
+    """Flush the files now in ``folder`` to disk on a thread of its own while the block runs.
+
+    ``switch`` flushes a generation before it makes it current, and waits for the disk. Started
+    while the charts are drawn (Python work; the flush is the disk's), that wait is mostly over
+    by then: at 1M records 0.37 s of a run's publishing, and of an update's up to 0.4 s when
+    other writes are pending (the disk flushes them first). Errors are left to ``switch``.
+    """
+    files = [Path(top) / name for top, _, names in os.walk(folder) for name in names]
+    thread = threading.Thread(target=_sync_quietly, args=(files,), name="dedup-flush", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _sync_quietly(files: list[Path]) -> None:
+    for path in files:
+        try:
+            _sync(path)
+        except OSError:
+            pass
 
 
 def _sync_tree(root: Path) -> None:

@@ -25,7 +25,7 @@ from dedup.config import DedupConfig
 from dedup.evaluation import evaluate_frames, train_labels
 from dedup.fingerprint import model_fingerprint
 from dedup.io import largest_blocks, load_candidates, load_input, skipped_passes, write_json
-from dedup.publish import checkpoint, place, publish_generation
+from dedup.publish import checkpoint, flushing, place, publish_generation
 from dedup.summary import largest_clusters
 
 DOMINANT_SHARE = 0.5  # a pass bringing more of the candidates than this is flagged in the report
@@ -146,7 +146,8 @@ def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: D
             checkpoint(name)
         if files.embeddings is not None and files.embeddings.is_dir():
             place(files.embeddings, generation / "embeddings", keep_sources)
-        write_charts(generation, config)
+        with flushing(generation):  # the result goes to disk while the charts are drawn
+            write_charts(generation, config)
         checkpoint("charts")
         report["run"] = generation.name  # names the generation directory the result lives in
         write_json(report, generation / "report.json")

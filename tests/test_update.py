@@ -28,7 +28,7 @@ from dedup.parts import load_embeddings
 from dedup.pipeline import run
 from dedup.publish import run_dir
 from dedup.review.session import ReviewSession
-from dedup.update import _skipped_passes, stable_cluster_ids, update
+from dedup.update import _settled_ids, _skipped_passes, change_list, stable_cluster_ids, update
 from dedup.word_counts import count_parts, read_word_counts, save_word_counts
 from tests.conftest import FEBRL_YAML, TINY_TRAINING, febrl_config
 
@@ -377,6 +377,53 @@ def test_stable_id_rules() -> None:
     assert _ids([0, 1, 1], ["p", "p", "p"], [5, 0, 1], ["p", "q", "r"]) == ["q", "p", "p"]
     # a new cluster whose smallest id already names another cluster takes its next free id
     assert _ids([0, 1, 1], ["a", None, None], [0, None, None], ["b", "a", "c"]) == ["a", "c", "c"]
+
+
+def _scenario(rng: np.random.Generator) -> dict:
+    """Records after an update as ``_cluster_touched`` leaves them: the previous clusters it did
+    not touch keep their label, the touched ones and the new records are merged and split at
+    random; cluster ids are record ids, not always a member's (as after a split), and a few
+    records were corrected or deleted."""
+    n_master, n_new = int(rng.integers(5, 40)), int(rng.integers(0, 10))
+    n = n_master + n_new
+    ids = pl.Series("rec_id", [f"r{i:03d}" for i in rng.permutation(200)[:n]])
+    clusters = rng.integers(0, max(n_master // 2, 1), size=n_master)
+    names = rng.choice(ids.to_numpy(), size=clusters.max() + 1, replace=False)
+    previous = pl.Series([*names[clusters], *[None] * n_new], dtype=pl.String)
+    first = pl.Series([*rng.permutation(n_master + 5)[:n_master].tolist(), *[None] * n_new], dtype=pl.Int64)
+    hit = rng.random(clusters.max() + 1) < 0.4
+    touched = np.concatenate([hit[clusters], np.ones(n_new, dtype=bool)])
+    labels = np.concatenate([clusters, np.zeros(n_new, dtype=np.int64)])
+    labels[touched] = clusters.max() + 1 + rng.integers(0, max(int(touched.sum()) // 2, 1), size=int(touched.sum()))
+    changed = touched & (rng.random(n) < 0.3)
+    changed[n_master:] = True
+    before = pl.DataFrame({"cluster_id": previous, "_first": first, "corrected": changed & (np.arange(n) < n_master)})
+    # the touched rows as given: every new record, and of each touched cluster one member or more
+    given = touched & ((rng.random(n) < 0.5) | (np.arange(n) >= n_master))
+    given[np.unique(clusters, return_index=True)[1][hit[np.unique(clusters)]]] = True
+    deletes = pl.Series("rec_id", [f"gone{i}" for i in range(int(rng.integers(0, 3)))])
+    return {
+        "labels": labels,
+        "touched": np.flatnonzero(given),
+        "before": before,
+        "ids": ids,
+        "changed": changed,
+        "deletes": deletes,
+    }
+
+
+def test_ids_settled_over_the_touched_clusters_equal_ids_settled_over_every_record() -> None:
+    """``_settled_ids`` works out ids and changes over the touched records' previous clusters
+    only; on any update it gives what the rules give over every record (ids taken by untouched
+    clusters are not free, the rare spare id is found among every record's)."""
+    for seed in range(300):
+        case = _scenario(np.random.default_rng(seed))
+        before, ids, labels = case["before"], case["ids"], case["labels"]
+        every = stable_cluster_ids(labels, before["cluster_id"], before["_first"], ids)
+        changes = change_list(ids, before, every, labels, case["changed"], case["deletes"], "rec_id")
+        settled, listed = _settled_ids(labels, case["touched"], before, ids, case["changed"], case["deletes"], "rec_id")
+        assert settled.to_list() == every.to_list(), seed
+        assert listed.equals(changes), seed
 
 
 def _dedup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
