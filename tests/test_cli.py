@@ -70,3 +70,24 @@ def test_synth_writes_seeded_records(tmp_path: Path, capsys) -> None:
     assert records.equals(pl.read_parquet(second))
     assert main(["synth", "--n", "0", "--output", str(first)]) == 2
     assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_command_freezes_what_its_imports_made_and_in_process_calls_do_not(tmp_path: Path) -> None:
+    """``dedup`` (``console``) imports a command's code with the collector off and freezes the
+    result; ``main`` called in a process that goes on (tests, notebooks) leaves it alone."""
+    import gc
+    import subprocess
+    import sys
+
+    script = (
+        "import gc, sys; from dedup.cli import console; "
+        f"sys.argv = ['dedup', 'synth', '--n', '50', '--output', {str(tmp_path / 'a.parquet')!r}]; "
+        "code = console(); print(gc.get_freeze_count(), gc.isenabled(), code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    frozen, enabled, code = done.stdout.splitlines()[-1].split()
+    assert code == "0" and enabled == "True", done.stderr
+    assert int(frozen) > 10_000  # polars and the synth module's objects, at least
+    before = gc.get_freeze_count()
+    assert main(["synth", "--n", "50", "--output", str(tmp_path / "b.parquet")]) == 0
+    assert gc.get_freeze_count() == before and gc.isenabled()
