@@ -186,3 +186,27 @@ def test_two_results_published_in_one_second_by_one_process_both_switch_in(tmp_p
         assert run_dir(out) == generation and (out / "report.json").read_text() == text
     assert len(set(names)) == 3
     assert sorted(p.name for p in (out / GENERATIONS).iterdir()) == [names[-1]]
+
+
+def test_flushing_syncs_the_files_there_while_the_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flushing`` flushes the files present when it starts on a thread, done by the block's end;
+    a file removed meanwhile (a temporary one) is no error: ``switch``'s flush is the one that counts."""
+    import dedup.publish as publish
+
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "a.parquet", tmp_path / "sub" / "b.npz", tmp_path / "gone.tmp"]
+    for f in files:
+        f.write_bytes(b"x" * 100)
+    synced: list[Path] = []
+    real = publish._sync
+
+    def slow_sync(path: Path) -> None:
+        time.sleep(0.05)
+        real(path)
+        synced.append(path)
+
+    monkeypatch.setattr(publish, "_sync", slow_sync)
+    with publish.flushing(tmp_path):
+        files[2].unlink()
+        (tmp_path / "later.png").write_bytes(b"y")  # made after the start: switch flushes it
+    assert sorted(synced) == sorted(files[:2])
