@@ -29,6 +29,8 @@ from scipy.sparse.csgraph import connected_components
 
 from dedup.config import ClusteringConfig
 
+COMPONENTS = "components.parquet"  # each record's match-graph component: ``dedup.parts.save_components``
+
 
 def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Component label (0..k-1) per record for the graph with the given edges."""

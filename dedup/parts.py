@@ -40,7 +40,7 @@ from dedup.blocking import (
     union_pairs,
     with_embedding_passes,
 )
-from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
+from dedup.clustering import COMPONENTS, cluster_frame, cluster_labels, components, confidence_sums
 from dedup.config import DedupConfig
 from dedup.encoder import FieldEmbeddings, stack_field
 from dedup.evaluation import train_labels
@@ -444,7 +444,27 @@ def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | 
         total += t
         count += c
     clusters = cluster_frame(records, config.id_column, labels, total, count)
+    save_components(components(records.height, edges["left"].to_numpy(), edges["right"].to_numpy()), Path(dest))
     return write_parquet(clusters, Path(dest) / "clusters.parquet")
+
+
+def save_components(labels: np.ndarray, folder: Path) -> Path:
+    """Each record's component of the match graph (the edges at or above the threshold), in
+    record order: published with the embeddings, so that an update that only adds records joins
+    the master's components by the new matches instead of reading all of the master's match
+    edges again (0.3 s of a 1M-record update). The labels are numbers without meaning of their
+    own; records with the same number are connected."""
+    return write_parquet(pl.DataFrame({"component": labels.astype(np.int64)}), folder / COMPONENTS)
+
+
+def load_components(folder: Path, records: int) -> np.ndarray | None:
+    """``save_components``' labels, or None when ``folder`` has none for ``records`` records
+    (an output of an older version)."""
+    path = folder / COMPONENTS
+    if not path.is_file():
+        return None
+    labels = pl.read_parquet(path)["component"].to_numpy()
+    return labels if len(labels) == records else None
 
 
 def candidate_count(candidates: str | Path) -> int:

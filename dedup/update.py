@@ -15,6 +15,8 @@ pairs, embeddings and clusters' ids are reused.
    updated records; the master's pairs between unchanged records are kept as they were.
 4. Clusters: only the match-graph components that hold a changed record, or held a corrected or
    deleted one, are clustered again (:func:`_cluster_touched`); the others keep their clusters.
+   The components are the master's stored ones (``components.parquet``) joined by the new
+   matches when records were only added, else counted again from every match edge.
 5. Stable ids (:func:`stable_cluster_ids`); ``changes.parquet`` lists every record whose
    cluster changed.
 
@@ -71,7 +73,7 @@ from dedup.lock import output_lock
 from dedup.model import DedupModel
 from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_fields
-from dedup.parts import save_embeddings, stored_field
+from dedup.parts import load_components, save_components, save_embeddings, stored_field
 from dedup.publish import checkpoint, flushing, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
@@ -180,22 +182,24 @@ def _update(
     clock["score"] = _lap(start, clock)
 
     kept = master_pairs if only_added else _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
-    (labels, total, count), counted, touched = _cluster_touched(
+    done = _cluster_touched(
         master / "pairs.parquet", kept, scored, records[id_col], inputs[id_col], outputs, before, changed, config
     )
-    clusters = cluster_frame(records, id_col, labels, total, count)
-    ids, changes = _settled_ids(labels, touched, before, records[id_col], changed, deletes, id_col)
+    clusters = cluster_frame(records, id_col, done.labels, done.total, done.count)
+    ids, changes = _settled_ids(done.labels, done.touched, before, records[id_col], changed, deletes, id_col)
     clusters = clusters.with_columns(ids.alias("cluster_id"))
     clock["cluster"] = _lap(start, clock)
 
     corrected = int(before["corrected"].sum())
-    report = _report(report_before, config, records, clusters, counted, len(pairs), changes, corrected, clock)
+    report = _report(report_before, config, records, clusters, done.counted, len(pairs), changes, corrected, clock)
     report["updated_from"] = {"output": str(previous), "run": report_before.get("run")}
     report["ledger"] = report_before.get("ledger", []) + ([ledger_entry] if ledger_entry else [])
     report["input"] = str(changes_path)
     report["renamed_input_columns"] = input_renames(records.columns)
     pair_files = PairFiles(master / "pairs.parquet", kept, scored, embeddings.linked, embeddings.start)
-    _publish(output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config, stored, words)
+    _publish(
+        output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config, stored, words, done
+    )
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
         records.height,
@@ -204,7 +208,7 @@ def _update(
         report["update"]["deleted_records"],
         report["counts"]["clusters"],
         len(pairs),
-        counted["kept"],
+        done.counted["kept"],
     )
     return report
 
@@ -525,6 +529,20 @@ def _positions(ids: pl.Series) -> pl.DataFrame:
     return pl.DataFrame({ids.name: ids, "_row": pl.int_range(ids.len(), eager=True)})
 
 
+@dataclass(frozen=True)
+class Reclustered:
+    """The update's clustering, per record: ``labels`` (see ``_cluster_touched``), confidence sums
+    and counts (``total``, ``count``), and its match-graph ``component`` (stored for the next
+    update); ``counted``: pairs, matches and kept pairs; ``touched``: the rows clustered again."""
+
+    labels: np.ndarray
+    total: np.ndarray
+    count: np.ndarray
+    counted: dict[str, int]
+    touched: np.ndarray
+    component: np.ndarray
+
+
 def _cluster_touched(
     pairs_path: Path,
     kept: pl.LazyFrame,
@@ -535,31 +553,41 @@ def _cluster_touched(
     before: pl.DataFrame,
     changed: np.ndarray,
     config,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, int], np.ndarray]:
-    """Clusters after the update, re-clustering only what the changed records touch (returned:
-    labels, confidence sums and counts per record; pair counts; the touched rows).
+) -> Reclustered:
+    """Clusters after the update, re-clustering only what the changed records touch.
 
     Clustering looks at one component of the match graph at a time (the edges at or above the
     threshold: ``dedup.clustering``). A component that holds no changed record, and held no
     corrected or deleted one before, has the same edges as before and splits as it did: its
     records keep their clusters and confidences. The others are clustered again over their
     pairs (``kept``: the master's pairs that stay; ``scored``: the new ones), with the same rule.
-    Only the match edges are read whole (a sixth of the pairs at 1M records), plus the pairs
-    inside the touched components.
+    The components come from the master's stored ones (``dedup.parts.save_components``) joined
+    by the new match edges when records were only added; otherwise (or for a master without
+    them) the match edges are read whole (a sixth of the pairs at 1M records). Then the pairs
+    inside the touched components are read.
     """
     n = ids.len()
     position = _positions(ids)
     master_pairs = pl.scan_parquet(pairs_path)
     first = before["_first"].to_numpy()  # each record's master row (NaN: a new one)
     from_master = ~np.isnan(first)
-    edges = pl.concat([_ends(kept, position, matches_only=True), _ends(scored.lazy(), position, True)])
-    component = components(n, edges["l"].to_numpy(), edges["r"].to_numpy())
     seeds = changed.copy()
     unchanged_rows = first[~changed].astype(np.int64)  # the master rows that stay as they were
     only_added = np.array_equal(unchanged_rows, np.arange(master_ids.len()))
+    stored = load_components(pairs_path.parent / "embeddings", master_ids.len())  # the master's, if kept
+    new_edges = _ends(scored.lazy(), position, True)
+    if only_added and stored is not None:  # the master's components, joined by the new matches
+        component = grown_components(stored, n, new_edges["l"].to_numpy(), new_edges["r"].to_numpy())
+        matches = kept.filter(pl.col("is_match")).select(pl.len()).collect().item() + new_edges.height
+    else:
+        edges = pl.concat([_ends(kept, position, matches_only=True), new_edges])
+        component = components(n, edges["l"].to_numpy(), edges["r"].to_numpy())
+        matches = edges.height
     if not only_added:  # a correction or a deletion: what its old component held is touched too
-        old = _ends(master_pairs, _positions(master_ids), matches_only=True)
-        old_component = components(master_ids.len(), old["l"].to_numpy(), old["r"].to_numpy())
+        old_component = stored
+        if old_component is None:
+            old = _ends(master_pairs, _positions(master_ids), matches_only=True)
+            old_component = components(master_ids.len(), old["l"].to_numpy(), old["r"].to_numpy())
         dirty = np.ones(master_ids.len(), dtype=bool)
         dirty[unchanged_rows] = False
         hit = np.isin(old_component, np.unique(old_component[dirty]))  # held a corrected or deleted record
@@ -587,8 +615,18 @@ def _cluster_touched(
         kept_count = sum(pq.ParquetFile(f).metadata.num_rows for f in pair_parts(pairs_path))
     else:
         kept_count = int(kept.select(pl.len()).collect().item())
-    counted = {"pairs": kept_count + scored.height, "matches": edges.height, "kept": kept_count}
-    return (labels, total, count), counted, rows
+    counted = {"pairs": kept_count + scored.height, "matches": matches, "kept": kept_count}
+    return Reclustered(labels, total, count, counted, rows, component)
+
+
+def grown_components(master: np.ndarray, n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The match graph's components once records were only added: the master's (``master``,
+    per master row) joined by the new match edges (``left``, ``right``: rows), the new records
+    (rows past the master's) alone until an edge joins them. Connected records share a label,
+    as in ``components`` of every edge (the labels' numbers differ)."""
+    start = np.concatenate([master, master.max(initial=-1) + 1 + np.arange(n - len(master))])
+    joined = components(int(start.max(initial=-1)) + 1, start[left], start[right])
+    return joined[start]
 
 
 # ---- 5. stable cluster ids ------------------------------------------------------------------
@@ -808,6 +846,7 @@ def _publish(
     config,
     stored_words: StoredWords | None,
     words: dict[str, UpdatedWords],
+    done: Reclustered,
 ) -> None:
     """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
 
@@ -827,6 +866,7 @@ def _publish(
             write_parquet(normalised.slice(embeddings.start), folder / f"normalised-{embeddings.start:012d}.parquet")
         if stored_words is not None:
             _write_word_counts(folder, stored_words, words, embeddings.linked, embeddings.start)
+        save_components(done.component, folder)
         counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
         with flushing(generation):  # what is written so far goes to disk while the charts are drawn
             write_charts(generation, config, counts)

@@ -16,7 +16,7 @@ import pytest
 
 from dedup.charts import pair_counts
 from dedup.cli import main
-from dedup.clustering import cluster_frame, cluster_labels, confidence_sums
+from dedup.clustering import cluster_frame, cluster_labels, components, confidence_sums
 from dedup.config import DedupConfig, parse_config
 from dedup.errors import BlockingError
 from dedup.evaluation import cluster_metrics
@@ -24,7 +24,7 @@ from dedup.frequencies import field_statistics
 from dedup.io import read_clusters
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
-from dedup.parts import load_embeddings
+from dedup.parts import load_components, load_embeddings
 from dedup.pipeline import run
 from dedup.publish import run_dir
 from dedup.review.session import ReviewSession
@@ -290,6 +290,46 @@ def test_an_update_that_only_adds_records_adds_a_part_of_pairs_and_reclusters_wh
     assert (run_dir(out) / "pairs.parquet").is_file()
     assert pl.read_parquet(out / "pairs.parquet").height == third["counts"]["candidate_pairs"]
     assert _agreement(pl.read_parquet(out / "clusters.parquet"), _clustered_from_every_pair(out, config)) == 1.0
+
+
+def _match_components(out: Path) -> np.ndarray:
+    """Each published record's component of the published match graph, from scratch."""
+    records = pl.read_parquet(out / "clusters.parquet").select("rec_id").with_row_index("row")
+    edges = pl.read_parquet(out / "pairs.parquet").filter(pl.col("is_match"))
+    edges = edges.join(records.rename({"rec_id": "rec_id_l", "row": "l"}), on="rec_id_l")
+    edges = edges.join(records.rename({"rec_id": "rec_id_r", "row": "r"}), on="rec_id_r")
+    return components(records.height, edges["l"].to_numpy(), edges["r"].to_numpy())
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = pl.DataFrame({"a": a, "b": b}).unique()
+    return len(a) == len(b) and pairs.height == pairs["a"].n_unique() == pairs["b"].n_unique()
+
+
+def test_the_stored_components_are_the_match_graphs_after_runs_and_updates(master: dict, tmp_path: Path) -> None:
+    """A run stores each record's match-graph component beside its embeddings; an update that only
+    adds records grows the master's by the new matches, one with a deletion counts them again:
+    each time they are the components of the published match edges. An update of a master
+    without them (an older version's) reads the master's edges instead, to the same result."""
+    out = tmp_path / "out"
+    assert _same_partition(
+        load_components(run_dir(master["root"] / "master") / "embeddings", 3000),
+        _match_components(master["root"] / "master"),
+    )
+    update(master["first"], master["root"] / "master", out)
+    update(master["second"], out)
+    assert _same_partition(load_components(run_dir(out) / "embeddings", FEBRL3.height), _match_components(out))
+    older = tmp_path / "older"
+    shutil.copytree(master["root"] / "master", older, symlinks=True)
+    (run_dir(older) / "embeddings" / "components.parquet").unlink()
+    update(master["first"], older)
+    update(master["second"], older)
+    assert pl.read_parquet(older / "clusters.parquet").equals(pl.read_parquet(out / "clusters.parquet"))
+    assert _same_partition(load_components(run_dir(older) / "embeddings", FEBRL3.height), _match_components(older))
+    FEBRL3.slice(10, 3).with_columns(pl.lit("delete").alias("op")).write_parquet(tmp_path / "delete.parquet")
+    update(tmp_path / "delete.parquet", out)
+    kept = load_components(run_dir(out) / "embeddings", FEBRL3.height - 3)
+    assert kept is not None and _same_partition(kept, _match_components(out))
 
 
 def test_bad_change_files_are_one_line(master: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
