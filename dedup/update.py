@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ from dedup.parts import load_components, save_components, save_embeddings, store
 from dedup.publish import checkpoint, flushing, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
+from dedup.threads import lanes, share
 from dedup.word_counts import (
     UpdatedWords,
     count_parts,
@@ -501,10 +503,13 @@ def _score(
     )
     words = {}
     if stored is not None:
-        words = {
-            f: updated_words(table, normalised[f], stored.added[f], stored.removed[f], rows)
-            for f, table in stored.tables.items()
-        }
+        # the text fields side by side: each is mostly polars scans of every record's value
+        with ThreadPoolExecutor(lanes(share())) as pool:
+            found = pool.map(
+                lambda f: updated_words(stored.tables[f], normalised[f], stored.added[f], stored.removed[f], rows),
+                list(stored.tables),
+            )
+            words = dict(zip(stored.tables, found, strict=True))
     counted = {f: (w.vocabulary, w.known) for f, w in words.items()}
     statistics = field_statistics(normalised, model.config, rows=rows, counted=counted)
     scored = score_pairs(
