@@ -200,7 +200,18 @@ def _update(
     report["renamed_input_columns"] = input_renames(records.columns)
     pair_files = PairFiles(master / "pairs.parquet", kept, scored, embeddings.linked, embeddings.start)
     _publish(
-        output, model_dir, clusters, pair_files, changes, embeddings, normalised, report, config, stored, words, done
+        output,
+        model_dir,
+        clusters,
+        pair_files,
+        changes,
+        embeddings,
+        normalised,
+        report,
+        config,
+        stored,
+        words,
+        done.component,
     )
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
@@ -851,7 +862,7 @@ def _publish(
     config,
     stored_words: StoredWords | None,
     words: dict[str, UpdatedWords],
-    done: Reclustered,
+    component: np.ndarray,
 ) -> None:
     """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
 
@@ -871,7 +882,7 @@ def _publish(
             write_parquet(normalised.slice(embeddings.start), folder / f"normalised-{embeddings.start:012d}.parquet")
         if stored_words is not None:
             _write_word_counts(folder, stored_words, words, embeddings.linked, embeddings.start)
-        save_components(done.component, folder)
+        save_components(component, folder)  # the match graph's, for the next update
         counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
         with flushing(generation):  # what is written so far goes to disk while the charts are drawn
             write_charts(generation, config, counts)

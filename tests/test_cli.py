@@ -91,3 +91,16 @@ def test_the_command_freezes_what_its_imports_made_and_in_process_calls_do_not(t
     before = gc.get_freeze_count()
     assert main(["synth", "--n", "50", "--output", str(tmp_path / "b.parquet")]) == 0
     assert gc.get_freeze_count() == before and gc.isenabled()
+
+
+def test_every_command_names_the_module_the_dedup_command_imports_first() -> None:
+    """``console`` imports ``COMMAND_MODULES[command]`` before running it: a command missing
+    there would fail only in the real ``dedup`` process, never in ``main`` called here."""
+    import importlib
+
+    from dedup.cli import COMMAND_MODULES, _parser
+
+    commands = next(a for a in _parser()._actions if a.dest == "command").choices
+    assert set(commands) == set(COMMAND_MODULES)
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(module)
