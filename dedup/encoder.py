@@ -194,9 +194,12 @@ class KindEncoder(nn.Module):
         # inference in float64: a value's embedding must not depend on the batch it came in or
         # the threads that ran it (record ranges on Dask workers vs one process), or a cosine
         # sitting on a level edge would land in a different level from run to run
+        # the MLP's own ops on float64 copies of its weights: no module state is swapped, so
+        # fields of one kind may be encoded on two threads at once (``embed_records``)
         bag = bag.double()
-        weights = {name: w.double() for name, w in self.mlp.named_parameters()}
-        return bag + torch.func.functional_call(self.mlp, weights, (bag,))
+        first, second = self.mlp[0], self.mlp[2]
+        hidden = nn.functional.relu(nn.functional.linear(bag, first.weight.double(), first.bias.double()))
+        return bag + nn.functional.linear(hidden, second.weight.double(), second.bias.double())
 
 
 class SiameseEncoder(nn.Module):

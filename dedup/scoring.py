@@ -10,6 +10,7 @@ pairs at a time with gathers and reductions (O(pairs), vectorised). The network 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -21,17 +22,31 @@ from dedup.encoder import FieldEmbeddings, SiameseEncoder, encode_values
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, codes_differ, token_similarity
 from dedup.progress import progress
+from dedup.threads import side_by_side
 
 PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
 SCORE_CHUNK = 1 << 18  # pairs weighed at a time: the evidence and the combiner's arrays for them
 
 
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
-    """Embed each field of each record once (each distinct value once)."""
-    tables, codes = {}, {}
-    for f in progress(encoder.fields, desc="encoding fields"):
-        tables[f], codes[f] = encode_values(encoder, normalised[f], f)
-    return FieldEmbeddings(tables, codes)
+    """Embed each field of each record once (each distinct value once).
+
+    The fields go side by side on threads (``lanes`` of the process's share): a field's
+    distinct values, tokens and copies are numpy and polars work on one core, which the other
+    field's network calls overlap. A value's embedding does not depend on the threads that
+    made it (``KindEncoder.forward``), so the tables are the same."""
+    fields = list(encoder.fields)
+    with ThreadPoolExecutor(side_by_side()) as pool:
+        done = list(
+            progress(
+                pool.map(lambda f: encode_values(encoder, normalised[f], f), fields),
+                total=len(fields),
+                desc="encoding fields",
+            )
+        )
+    return FieldEmbeddings(
+        {f: t for f, (t, _) in zip(fields, done, strict=True)}, {f: c for f, (_, c) in zip(fields, done, strict=True)}
+    )
 
 
 def pair_similarities(

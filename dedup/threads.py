@@ -38,6 +38,13 @@ def lanes(threads: int) -> int:
     return _chosen(LANES_ENV, "pieces") or min(threads, LANES)
 
 
+def side_by_side() -> int:
+    """Tasks one piece runs at once on threads (a column per task): one per torch thread the piece
+    was given (``limited``; a process outside any piece has its share), up to ``lanes``. Two
+    pieces on two lanes then run one task each, as before, and no core is asked twice."""
+    return lanes(torch.get_num_threads())
+
+
 def _chosen(name: str, unit: str) -> int | None:
     """The whole number in environment variable ``name`` (None when unset or below 1)."""
     chosen = os.environ.get(name, "").strip()
