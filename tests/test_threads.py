@@ -40,3 +40,16 @@ def test_lanes_follow_the_cores_up_to_two_and_honour_the_setting(monkeypatch: py
     monkeypatch.setenv(threads.LANES_ENV, "two")
     with pytest.raises(ValueError, match="DEDUP_LANES must be a whole number of pieces"):
         threads.lanes(2)
+
+
+def test_a_piece_runs_as_many_tasks_side_by_side_as_it_has_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(threads.LANES_ENV, raising=False)
+    with limited(1):  # a piece on one of two lanes: its columns one after another
+        assert threads.side_by_side() == 1
+    with limited(2):
+        assert threads.side_by_side() == 2
+    with limited(8):  # never more than the lanes
+        assert threads.side_by_side() == threads.LANES
+    monkeypatch.setenv(threads.LANES_ENV, "1")
+    with limited(2):
+        assert threads.side_by_side() == 1
