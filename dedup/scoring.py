@@ -31,7 +31,7 @@ SCORE_CHUNK = 1 << 18  # pairs weighed at a time: the evidence and the combiner'
 def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmbeddings:
     """Embed each field of each record once (each distinct value once).
 
-    The fields go side by side on threads (``lanes`` of the process's share): a field's
+    The fields go side by side on threads (``side_by_side``: one per torch thread): a field's
     distinct values, tokens and copies are numpy and polars work on one core, which the other
     field's network calls overlap. A value's embedding does not depend on the threads that
     made it (``KindEncoder.forward``), so the tables are the same."""
