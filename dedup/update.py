@@ -78,7 +78,7 @@ from dedup.parts import load_components, save_components, save_embeddings, store
 from dedup.publish import checkpoint, flushing, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
-from dedup.threads import lanes, share
+from dedup.threads import lanes, share, side_by_side
 from dedup.word_counts import (
     UpdatedWords,
     count_parts,
@@ -328,10 +328,15 @@ class Embeddings:
     start: int = 0
 
     def take(self, rows: np.ndarray) -> FieldEmbeddings:
-        tables, codes = {}, {}
-        for j, f in enumerate(self.fresh.fields):
-            tables[f], codes[f] = gather_field(self._pieces(j, f), self.order[rows])
-        return FieldEmbeddings(tables, codes)
+        """The records at ``rows``, the fields side by side (``side_by_side``: each is mostly
+        reading its table rows from the mapped files)."""
+        fields, order = self.fresh.fields, self.order[rows]
+        with ThreadPoolExecutor(side_by_side()) as pool:
+            done = list(pool.map(lambda j: gather_field(self._pieces(j, fields[j]), order), range(len(fields))))
+        return FieldEmbeddings(
+            {f: t for f, (t, _) in zip(fields, done, strict=True)},
+            {f: c for f, (_, c) in zip(fields, done, strict=True)},
+        )
 
     def everyone(self) -> FieldEmbeddings:
         tables, codes = {}, {}
