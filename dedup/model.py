@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
 from dedup.scoring import compare_pairs, embed_records
-from dedup.training import field_examples, train_encoder
+from dedup.threads import side_by_side
+from dedup.training import drawn_rows, examples_of, train_encoder
 
 FORMAT_VERSION = 3  # 3: meta.json's manifest checksums every file
 SYNTHETIC_PAIRS = 5000
@@ -196,10 +198,13 @@ class DedupModel:
         return with_embedding_passes(self.config, lambda: rule_pairs, lambda: embeddings)
 
     def _examples(self, encoder, normalised, rng, positives=None, negatives=None):
-        return {
-            f: field_examples(encoder, normalised[f], f, self.config.training.max_values, rng, positives, negatives)
-            for f in self.config.fields
-        }
+        """Each field's ``field_examples``: the draws field after field (the order the generator
+        was always used in), then the fields built side by side (``side_by_side``)."""
+        fields, most = list(self.config.fields), self.config.training.max_values
+        draws = [drawn_rows(normalised.height, most, rng, positives, negatives) for _ in fields]
+        with ThreadPoolExecutor(side_by_side()) as pool:
+            built = pool.map(lambda f, drawn: examples_of(encoder, normalised[f], f, *drawn), fields, draws)
+            return dict(zip(fields, built, strict=True))
 
     def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng, random_share: float = 1.0) -> Combiner:
         candidates = compare_pairs(embeddings, statistics, pairs.left, pairs.right)

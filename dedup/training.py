@@ -47,9 +47,23 @@ def field_examples(
     negative_rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FieldExamples:
     """Sample up to ``max_values`` records' values and map record-row pairs to value pairs."""
-    n = values.len()
+    return examples_of(encoder, values, field, *drawn_rows(values.len(), max_values, rng, positive_rows, negative_rows))
+
+
+PairRows = tuple[np.ndarray, np.ndarray]
+
+
+def drawn_rows(
+    n: int,
+    max_values: int,
+    rng: np.random.Generator,
+    positive_rows: PairRows | None = None,
+    negative_rows: PairRows | None = None,
+) -> tuple[list[np.ndarray], list[PairRows | None]]:
+    """``field_examples``' random part: up to ``max_values`` of ``n`` records, and of each set of
+    record-row pairs; the rows they hold and the pairs (None for a set that is empty)."""
     rows = [rng.choice(n, size=min(n, max_values), replace=False)]
-    pair_sets = []
+    pair_sets: list[PairRows | None] = []
     for pair_rows in (positive_rows, negative_rows):
         if pair_rows is None or len(pair_rows[0]) == 0:
             pair_sets.append(None)
@@ -58,6 +72,14 @@ def field_examples(
         left, right = pair_rows[0][take], pair_rows[1][take]
         pair_sets.append((left, right))
         rows += [left, right]
+    return rows, pair_sets
+
+
+def examples_of(
+    encoder: SiameseEncoder, values: pl.Series, field: str, rows: list[np.ndarray], pair_sets: list[PairRows | None]
+) -> FieldExamples:
+    """``field_examples``' fixed part, for the rows and pairs ``drawn_rows`` drew: no randomness,
+    so fields can be built side by side."""
     sample = values.gather(np.concatenate(rows))
     uniques = sample.drop_nulls().unique().sort()
     codes, lengths = to_codepoints(uniques, encoder.width(field))
