@@ -327,6 +327,12 @@ class FieldEmbeddings:
         self.codes = codes
 
     @classmethod
+    def from_fields(cls, fields: list[str], made: list[tuple[np.ndarray, np.ndarray]]) -> FieldEmbeddings:
+        """From each field's ``(table, codes)``, in the order of ``fields``."""
+        tables = {f: table for f, (table, _) in zip(fields, made, strict=True)}
+        return cls(tables, {f: codes for f, (_, codes) in zip(fields, made, strict=True)})
+
+    @classmethod
     def from_dense(cls, vectors: dict[str, np.ndarray], nulls: dict[str, np.ndarray]) -> FieldEmbeddings:
         """From one vector per record (tests, small data)."""
         tables, codes = {}, {}

@@ -44,9 +44,7 @@ def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmb
                 desc="encoding fields",
             )
         )
-    return FieldEmbeddings(
-        {f: t for f, (t, _) in zip(fields, done, strict=True)}, {f: c for f, (_, c) in zip(fields, done, strict=True)}
-    )
+    return FieldEmbeddings.from_fields(fields, done)
 
 
 def pair_similarities(

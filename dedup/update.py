@@ -333,10 +333,7 @@ class Embeddings:
         fields, order = self.fresh.fields, self.order[rows]
         with ThreadPoolExecutor(side_by_side()) as pool:
             done = list(pool.map(lambda j: gather_field(self._pieces(j, fields[j]), order), range(len(fields))))
-        return FieldEmbeddings(
-            {f: t for f, (t, _) in zip(fields, done, strict=True)},
-            {f: c for f, (_, c) in zip(fields, done, strict=True)},
-        )
+        return FieldEmbeddings.from_fields(fields, done)
 
     def everyone(self) -> FieldEmbeddings:
         tables, codes = {}, {}
