@@ -20,7 +20,6 @@ text field; pairs then gather rows (``token_similarity``), never loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
@@ -29,7 +28,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from dedup.config import DedupConfig, FieldKind
-from dedup.threads import side_by_side
+from dedup.threads import map_side_by_side
 
 TOKEN_KINDS = (FieldKind.text,)  # kinds that get word-level evidence
 NUMBER_WITH_UNIT = r"^(\d+(?:\.\d+)?)\p{L}+$"  # 32gb, 1.5tb, 3rd: the number is a word too
@@ -162,8 +161,7 @@ def field_statistics(
 
     # the fields side by side: polars runs many of these steps on one core (a 1M-record
     # column's splits, regexes and joins), so two fields at once keep both busy
-    with ThreadPoolExecutor(side_by_side()) as pool:
-        list(pool.map(count, config.fields, config.fields.values()))
+    list(map_side_by_side(count, config.fields, config.fields.values()))
     order = list(config.fields)  # each field's statistics in config order, whichever finished first
     ids, freq, exact_u = ({f: d[f] for f in order if f in d} for d in (ids, freq, exact_u))
     tokens, vocabulary, codes, sizes = ({f: d[f] for f in order if f in d} for d in (tokens, vocabulary, codes, sizes))

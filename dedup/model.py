@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
 from dedup.io import replace_directory
 from dedup.scoring import compare_pairs, embed_records
-from dedup.threads import side_by_side
+from dedup.threads import map_side_by_side
 from dedup.training import drawn_rows, examples_of, train_encoder
 
 FORMAT_VERSION = 3  # 3: meta.json's manifest checksums every file
@@ -202,9 +201,8 @@ class DedupModel:
         was always used in), then the fields built side by side (``side_by_side``)."""
         fields, most = list(self.config.fields), self.config.training.max_values
         draws = [drawn_rows(normalised.height, most, rng, positives, negatives) for _ in fields]
-        with ThreadPoolExecutor(side_by_side()) as pool:
-            built = pool.map(lambda f, drawn: examples_of(encoder, normalised[f], f, *drawn), fields, draws)
-            return dict(zip(fields, built, strict=True))
+        built = map_side_by_side(lambda f, drawn: examples_of(encoder, normalised[f], f, *drawn), fields, draws)
+        return dict(zip(fields, built, strict=True))
 
     def _fit_em(self, encoder, normalised, statistics, embeddings, pairs, rng, random_share: float = 1.0) -> Combiner:
         candidates = compare_pairs(embeddings, statistics, pairs.left, pairs.right)

@@ -22,7 +22,6 @@ import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,7 @@ from dedup.io import (
 from dedup.labels import labelled_rows, read_labels
 from dedup.model import DedupModel
 from dedup.scoring import score_pairs
-from dedup.threads import side_by_side
+from dedup.threads import map_side_by_side
 from dedup.word_counts import save_word_counts
 
 T = TypeVar("T")
@@ -279,8 +278,7 @@ def load_embeddings(paths: list[str | Path], fields: list[str]) -> FieldEmbeddin
     ordered = sorted(map(Path, paths))
     # two fields at a time (``side_by_side``): a copy out of the mapped files is page faults
     # and memory traffic on one core
-    with ThreadPoolExecutor(side_by_side()) as pool:
-        stacked = list(pool.map(lambda j: stack_field(stored_field(ordered, j)), range(len(fields))))
+    stacked = list(map_side_by_side(lambda j: stack_field(stored_field(ordered, j)), range(len(fields))))
     return FieldEmbeddings.from_fields(fields, stacked)
 
 

@@ -10,7 +10,6 @@ pairs at a time with gathers and reductions (O(pairs), vectorised). The network 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -22,7 +21,7 @@ from dedup.encoder import FieldEmbeddings, SiameseEncoder, encode_values
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, codes_differ, token_similarity
 from dedup.progress import progress
-from dedup.threads import side_by_side
+from dedup.threads import map_side_by_side
 
 PAIR_CHUNK = 1 << 14  # pairs per gather: two 4 MB blocks of vectors stay in cache
 SCORE_CHUNK = 1 << 18  # pairs weighed at a time: the evidence and the combiner's arrays for them
@@ -36,14 +35,8 @@ def embed_records(encoder: SiameseEncoder, normalised: pl.DataFrame) -> FieldEmb
     field's network calls overlap. A value's embedding does not depend on the threads that
     made it (``KindEncoder.forward``), so the tables are the same."""
     fields = list(encoder.fields)
-    with ThreadPoolExecutor(side_by_side()) as pool:
-        done = list(
-            progress(
-                pool.map(lambda f: encode_values(encoder, normalised[f], f), fields),
-                total=len(fields),
-                desc="encoding fields",
-            )
-        )
+    made = map_side_by_side(lambda f: encode_values(encoder, normalised[f], f), fields)
+    done = list(progress(made, total=len(fields), desc="encoding fields"))
     return FieldEmbeddings.from_fields(fields, done)
 
 
@@ -103,8 +96,7 @@ def compare_pairs(
                 differ[:, j] |= codes_differ(statistics.sizes[f], left, right, long[:, j]) & ~same
 
     # the fields side by side: the word cosines are scipy's sparse row products, on one core each
-    with ThreadPoolExecutor(side_by_side()) as pool:
-        list(pool.map(compare, range(len(fields)), fields))
+    list(map_side_by_side(compare, range(len(fields)), fields))
     return PairEvidence(sims, tokens, exact, frequency, long, differ)
 
 

@@ -9,8 +9,10 @@ two threads on two cores: oversubscribed, every BLAS call waits for the others (
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
@@ -43,6 +45,18 @@ def side_by_side() -> int:
     was given (``limited``; a process outside any piece has its share), up to ``lanes``. Two
     pieces on two lanes then run one task each, as before, and no core is asked twice."""
     return lanes(torch.get_num_threads())
+
+
+T = TypeVar("T")
+
+
+def map_side_by_side(fn: Callable[..., T], *items: Iterable[Any]) -> Iterator[T]:
+    """``fn`` over ``items`` (one call per column, as ``map``), ``side_by_side()`` calls at a time
+    on threads; the results in order, an error raised where its result is read. Columns of one
+    piece are independent numpy, polars, scipy or torch work that leaves the interpreter, so two
+    of them keep two cores busy where one after another kept one."""
+    with ThreadPoolExecutor(side_by_side()) as pool:
+        yield from pool.map(fn, *items)
 
 
 def _chosen(name: str, unit: str) -> int | None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,7 @@ from dedup.parts import load_components, save_components, save_embeddings, store
 from dedup.publish import checkpoint, flushing, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
-from dedup.threads import lanes, share, side_by_side
+from dedup.threads import map_side_by_side
 from dedup.word_counts import (
     UpdatedWords,
     count_parts,
@@ -331,8 +330,7 @@ class Embeddings:
         """The records at ``rows``, the fields side by side (``side_by_side``: each is mostly
         reading its table rows from the mapped files)."""
         fields, order = self.fresh.fields, self.order[rows]
-        with ThreadPoolExecutor(side_by_side()) as pool:
-            done = list(pool.map(lambda j: gather_field(self._pieces(j, fields[j]), order), range(len(fields))))
+        done = list(map_side_by_side(lambda j: gather_field(self._pieces(j, fields[j]), order), range(len(fields))))
         return FieldEmbeddings.from_fields(fields, done)
 
     def everyone(self) -> FieldEmbeddings:
@@ -517,12 +515,11 @@ def _score(
     words = {}
     if stored is not None:
         # the text fields side by side: each is mostly polars scans of every record's value
-        with ThreadPoolExecutor(lanes(share())) as pool:
-            found = pool.map(
-                lambda f: updated_words(stored.tables[f], normalised[f], stored.added[f], stored.removed[f], rows),
-                list(stored.tables),
-            )
-            words = dict(zip(stored.tables, found, strict=True))
+        found = map_side_by_side(
+            lambda f: updated_words(stored.tables[f], normalised[f], stored.added[f], stored.removed[f], rows),
+            list(stored.tables),
+        )
+        words = dict(zip(stored.tables, found, strict=True))
     counted = {f: (w.vocabulary, w.known) for f, w in words.items()}
     statistics = field_statistics(normalised, model.config, rows=rows, counted=counted)
     scored = score_pairs(

@@ -53,3 +53,16 @@ def test_a_piece_runs_as_many_tasks_side_by_side_as_it_has_threads(monkeypatch: 
     monkeypatch.setenv(threads.LANES_ENV, "1")
     with limited(2):
         assert threads.side_by_side() == 1
+
+
+def test_map_side_by_side_keeps_the_order_and_raises_a_call_s_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(threads.LANES_ENV, "2")
+    assert list(threads.map_side_by_side(lambda a, b: a * b, [1, 2, 3], [4, 5, 6])) == [4, 10, 18]
+
+    def fails_on_two(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    with pytest.raises(ValueError, match="two"):
+        list(threads.map_side_by_side(fails_on_two, [1, 2, 3]))
