@@ -175,32 +175,57 @@ class Combiner:
     # ---- weights ----------------------------------------------------------------------------
     def _bits(self, levels: np.ndarray, evidence: PairEvidence, m: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Per pair and field: log2(m/u) of its level, with the exact level's u per value (TF),
-        less each field's half of its dependence with other agreeing fields (``interaction_``)."""
+        less each field's half of its dependence with other agreeing fields (``interaction_``).
+
+        One gather from the ``(fields, levels)`` table by each pair's flat index, then the
+        exact agreements' log2 frequency taken off (0 elsewhere): the same numbers as a 2-D
+        lookup and a ``where``, at a third of the cost (EM asks for every pair's bits each
+        iteration)."""
         table = np.log2(m) - np.log2(u)  # (F, L)
         table[:, NULL_LEVEL] = 0.0
-        cols = np.arange(levels.shape[1])[None, :]
-        bits = table[cols, levels]
-        exact, log_tf = self._log_frequencies(levels, evidence)
+        index, exact, log_tf = self._lookup(levels, evidence)
         if exact.any():
             scale = np.log2(getattr(self, "tf_scale_", np.ones(levels.shape[1])))
-            bits = np.where(exact, (np.log2(m[:, EXACT_LEVEL]) - scale)[None, :] - log_tf, bits)
+            table[:, EXACT_LEVEL] = np.log2(m[:, EXACT_LEVEL]) - scale
+        bits = np.take(table.ravel(), index)
+        if exact.any():
+            bits -= log_tf
         interaction = getattr(self, "interaction_", None)
         if interaction is not None and interaction.any():
             bits = bits - self._dependence(levels, bits, interaction)
         return bits
 
-    def _log_frequencies(self, levels: np.ndarray, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray]:
-        """Where pairs agree exactly, and log2 of the shared value's frequency (floored at the
-        rarest shared value's): fixed for a set of pairs, so kept for the last one seen (EM asks
-        for the same pairs at every iteration)."""
+    def _level_index(self, levels: np.ndarray) -> np.ndarray:
+        """Each pair and field's position in a raveled ``(fields, levels)`` table, ``(P, F)``:
+        fixed for a set of pairs, so kept for the last one seen (EM reads the same pairs at
+        every iteration)."""
+        cached = getattr(self, "_index_cache", None)
+        if cached is not None and cached[0] is levels:
+            return cached[1]
+        offsets = np.arange(levels.shape[1], dtype=np.intp) * self.n_levels
+        index = levels.astype(np.intp)
+        index += offsets[None, :]
+        self._index_cache = (levels, index)
+        return index
+
+    def _lookup(self, levels: np.ndarray, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_level_index``, where pairs agree exactly, and log2 of the shared value's frequency
+        (floored at the rarest shared value's; 0 where they do not agree exactly): fixed for a
+        set of pairs, so kept for the last one seen."""
         cached = getattr(self, "_frequency_cache", None)
         if cached is not None and cached[0] is evidence and cached[1] is levels:
-            return cached[2], cached[3]
+            return cached[2], cached[3], cached[4]
         exact = levels == EXACT_LEVEL
         tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64)
         log_tf = np.log2(np.maximum(tf, np.maximum(self.min_frequency_, 1e-12)[None, :]))
-        self._frequency_cache = (evidence, levels, exact, log_tf)
-        return exact, log_tf
+        log_tf[~exact] = 0.0
+        index = self._level_index(levels)
+        self._frequency_cache = (evidence, levels, index, exact, log_tf)
+        return index, exact, log_tf
+
+    def _forget_pairs(self) -> None:
+        """Drop what the last fit kept about its pairs (the caches above)."""
+        self._frequency_cache = self._index_cache = None
 
     def _agree(self, levels: np.ndarray) -> np.ndarray:
         """Whether each field agrees: exact, or more similar than all but 1% of random pairs."""
@@ -359,11 +384,18 @@ class Combiner:
         return np.maximum(u, 1e-12)
 
     def _distribution(self, levels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Weighted level frequencies per field over the non-null levels (smoothed), null = 1."""
-        table = np.empty((levels.shape[1], self.n_levels))
+        """Weighted level frequencies per field over the non-null levels (smoothed), null = 1.
+
+        One bincount over every (field, level) cell: each cell adds its pairs in their order,
+        as a bincount per field would."""
+        fields = levels.shape[1]
+        cells = np.bincount(
+            self._level_index(levels).ravel(), weights=np.repeat(weights, fields), minlength=fields * self.n_levels
+        ).reshape(fields, self.n_levels)
+        table = np.empty((fields, self.n_levels))
         total = max(float(weights.sum()), 1e-300)
-        for f in range(levels.shape[1]):
-            counts = np.bincount(levels[:, f], weights=weights, minlength=self.n_levels).astype(np.float64)
+        for f in range(fields):
+            counts = cells[f]
             counts[NULL_LEVEL] = 0.0
             counts[1:] += self.smoothing * total / self.n_levels
             table[f] = counts / counts[1:].sum()
@@ -479,6 +511,7 @@ class Combiner:
         report.exact_share = {f: round(float(a), 4) for f, a in zip(self.fields, self.exact_share_, strict=True)}
         report.noise = {f: round(float(e), 4) for f, e in zip(self.fields, self.noise_, strict=True)}
         self.fit_report_ = report
+        self._forget_pairs()
         return self
 
     def _shaped_m(self, u: np.ndarray, learned: bool = True) -> np.ndarray:

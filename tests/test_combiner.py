@@ -194,3 +194,32 @@ def test_a_different_model_number_makes_the_field_different_when_scoring_not_whe
     exact[1, 0] = True  # equal values never differ
     both = PairEvidence(pairs.sims, pairs.tokens, exact, np.where(exact, 0.01, np.nan), pairs.long, differ)
     assert combiner.levels(both)[1, 0] == EXACT_LEVEL
+
+
+def test_bits_and_level_counts_are_the_plain_per_field_formulas() -> None:
+    """``_bits`` gathers by a flat index and ``_distribution`` counts every (field, level) in
+    one bincount; both must give exactly the per-field numbers: a lookup of log2(m/u), the
+    exact level TF-adjusted, and a weighted bincount per field."""
+    rng = np.random.default_rng(3)
+    candidates, _ = population(rng, 500, 4500)
+    combiner = fitted(rng, candidates, total=200_000)
+    combiner.interaction_ = np.zeros((3, 3))  # the dependence cut is its own step
+    levels = combiner.levels(candidates)
+    m, u = combiner.m_, combiner.u_
+    table = np.log2(m) - np.log2(u)
+    table[:, 0] = 0.0
+    plain = table[np.arange(3)[None, :], levels]
+    exact = levels == EXACT_LEVEL
+    tf = np.log2(np.maximum(np.where(exact, candidates.frequency, 1.0), combiner.min_frequency_[None, :]))
+    plain = np.where(exact, (np.log2(m[:, EXACT_LEVEL]) - np.log2(combiner.tf_scale_))[None, :] - tf, plain)
+    assert exact.any() and (levels == 0).any()
+    assert np.array_equal(combiner._bits(levels, candidates, m, u), plain)
+
+    weights = rng.random(len(levels))
+    counted = combiner._distribution(levels, weights)
+    for f in range(3):
+        counts = np.bincount(levels[:, f], weights=weights, minlength=combiner.n_levels)
+        counts[0] = 0.0
+        counts[1:] += combiner.smoothing * weights.sum() / combiner.n_levels
+        assert np.array_equal(counted[f, 1:], counts[1:] / counts[1:].sum())
+    assert (counted[:, 0] == 1.0).all()
