@@ -30,6 +30,7 @@ from scipy.sparse.csgraph import connected_components
 from dedup.config import ClusteringConfig
 
 COMPONENTS = "components.parquet"  # each record's match-graph component: ``dedup.parts.save_components``
+ANSWERS = "answers.parquet"  # the answers a run applied, by id: ``dedup.parts.save_answers``
 
 
 def components(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -74,6 +75,20 @@ def density_split(
 ) -> np.ndarray:
     """Weak bridges cut, then components, sparse ones re-split at stricter thresholds (see module
     docstring)."""
+    return _density_split(n_records, left, right, probability, threshold, min_density, min_support, ladder)[0]
+
+
+def _density_split(
+    n_records: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    min_density: float,
+    min_support: float,
+    ladder: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``density_split``'s labels, and which edges hold its clusters together."""
     keep = probability >= threshold
     edges = np.flatnonzero(keep)
     keep[edges[~supported(n_records, left[edges], right[edges], probability[edges], min_support, ladder[-1])]] = False
@@ -88,7 +103,7 @@ def density_split(
             break
         keep &= ~(sparse[labels[left]] & (probability < stricter))
         labels = components(n_records, left[keep], right[keep])
-    return labels
+    return labels, keep
 
 
 def cluster_labels(
@@ -98,14 +113,88 @@ def cluster_labels(
     probability: np.ndarray,
     threshold: float,
     settings: ClusteringConfig,
+    apart: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Cluster label per record by the configured method."""
+    """Cluster label per record by the configured method; ``apart``: pairs of records (rows) a
+    person said are different, which then end in different clusters (``kept_apart``)."""
     if settings.method == "components":
-        match = probability >= threshold
-        return components(n_records, left[match], right[match])
-    return density_split(
-        n_records, left, right, probability, threshold, settings.min_density, settings.min_support, settings.ladder
-    )
+        keep = probability >= threshold
+        labels = components(n_records, left[keep], right[keep])
+    else:
+        labels, keep = _density_split(
+            n_records, left, right, probability, threshold, settings.min_density, settings.min_support, settings.ladder
+        )
+    if apart is None or len(apart[0]) == 0:
+        return labels
+    return kept_apart(labels, left[keep], right[keep], probability[keep], *apart)
+
+
+def kept_apart(
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    apart_left: np.ndarray,
+    apart_right: np.ndarray,
+) -> np.ndarray:
+    """``labels`` with every cluster that holds two records a person said are different cut at
+    its weakest links until they part.
+
+    An answer decides its own pair (probability 0), but the two records can still meet through
+    others: A~C and C~B put A and B in one cluster however sure the person was. So such a
+    cluster loses its weakest edges (``left``, ``right``, ``probability``: the edges that hold
+    the clusters together), level by level, up to the lowest level that separates the two; the
+    pieces become clusters. Answers are taken one after another, each in its current cluster.
+    Edges scored 1.0 (answered matches, identical records) are never cut: if only they join
+    the two, the answers contradict each other and the cluster stays as it is.
+    """
+    labels = labels.copy()
+    together = np.flatnonzero(labels[apart_left] == labels[apart_right])
+    if together.size == 0:
+        return labels
+    # only the edges of the clusters concerned are looked at again
+    concerned = np.isin(labels[left], labels[apart_left[together]])
+    left, right, probability = left[concerned], right[concerned], probability[concerned]
+    fresh = labels.max() + 1
+    for i in together:  # one per answer that a cluster contradicts: what a person gave, not every pair
+        a, b = apart_left[i], apart_right[i]
+        if labels[a] != labels[b]:  # an earlier cut parted them already
+            continue
+        cluster = labels[a]
+        members = np.flatnonzero(labels == cluster)
+        inside = (labels[left] == cluster) & (labels[right] == cluster)
+        el = np.searchsorted(members, left[inside])
+        er = np.searchsorted(members, right[inside])
+        ep = probability[inside]
+        cut = _weakest_cut(len(members), el, er, ep, *np.searchsorted(members, [a, b]))
+        if cut is None:
+            continue
+        labels[members] = fresh + cut
+        fresh += int(cut.max()) + 1
+    return np.unique(labels, return_inverse=True)[1].astype(labels.dtype)  # numbered 0..k-1 again
+
+
+def _weakest_cut(
+    n: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray, a: int, b: int
+) -> np.ndarray | None:
+    """Components of one cluster (``n`` records, its edges) once the edges up to the lowest level
+    that parts ``a`` from ``b`` are gone; None when only edges scored 1.0 join them."""
+    levels = np.unique(probability[probability < 1.0])  # cut levels, weakest first
+
+    def parts(level: float) -> np.ndarray:
+        stay = probability > level
+        return components(n, left[stay], right[stay])
+
+    if levels.size == 0 or (cut := parts(levels[-1]))[a] == cut[b]:
+        return None
+    low, high = 0, len(levels) - 1  # the lowest level that parts them: removing more never rejoins
+    while low < high:
+        middle = (low + high) // 2
+        if (trial := parts(levels[middle]))[a] != trial[b]:
+            high = middle
+        else:
+            low = middle + 1
+    return parts(levels[low])
 
 
 def cluster_records(

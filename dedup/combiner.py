@@ -392,6 +392,7 @@ class Combiner:
         cells = np.bincount(
             self._level_index(levels).ravel(), weights=np.repeat(weights, fields), minlength=fields * self.n_levels
         ).reshape(fields, self.n_levels)
+        cells = cells.astype(np.float64, copy=False)  # no pairs: numpy counts in integers
         table = np.empty((fields, self.n_levels))
         total = max(float(weights.sum()), 1e-300)
         for f in range(fields):

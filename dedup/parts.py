@@ -40,7 +40,7 @@ from dedup.blocking import (
     union_pairs,
     with_embedding_passes,
 )
-from dedup.clustering import COMPONENTS, cluster_frame, cluster_labels, components, confidence_sums
+from dedup.clustering import ANSWERS, COMPONENTS, cluster_frame, cluster_labels, components, confidence_sums
 from dedup.config import DedupConfig
 from dedup.encoder import FieldEmbeddings, stack_field
 from dedup.evaluation import train_labels
@@ -162,10 +162,20 @@ def answered_rows(config: DedupConfig, ids: pl.Series) -> tuple[np.ndarray, np.n
     return labelled_rows(read_labels(config.labels), ids)
 
 
-def with_answers(scored: pl.DataFrame, config: DedupConfig, ids: pl.Series, pairs: CandidatePairs) -> pl.DataFrame:
+def said_different(answers: Answers | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pairs answered non-match (row positions): clustering keeps them apart."""
+    if answers is None:
+        return None
+    left, right, is_match = answers
+    return left[~is_match], right[~is_match]
+
+
+Answers = tuple[np.ndarray, np.ndarray, np.ndarray]  # left rows, right rows, is-match
+
+
+def with_answers(scored: pl.DataFrame, answers: Answers | None, pairs: CandidatePairs) -> pl.DataFrame:
     """A person's answer decides its pair: probability 1 (match) or 0 (non-match), and the
-    ``label`` column says so (null for pairs nobody answered). Only with ``labels:`` set."""
-    answers = answered_rows(config, ids)
+    ``label`` column says so (null for pairs nobody answered). Only with answers (``labels:``)."""
     if answers is None:
         return scored
     left, right, is_match = answers
@@ -373,7 +383,7 @@ def score_part(
     pairs = load_candidates(candidates, start, stop)
     timings: dict[str, float] = {}
     scored = score_pairs(config.id_column, model.combiner_, ids, stored, statistics_, pairs, timings)
-    scored = with_answers(scored, config, ids, pairs)
+    scored = with_answers(scored, answered_rows(config, ids), pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
     clock = time.perf_counter()
@@ -434,6 +444,7 @@ def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | 
         edges["match_probability"].to_numpy(),
         config.threshold,
         config.clustering,
+        apart=said_different(answers := answered_rows(config, records[config.id_column])),
     )
     total = np.zeros(records.height)
     count = np.zeros(records.height, dtype=np.int64)
@@ -446,6 +457,8 @@ def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | 
         count += c
     clusters = cluster_frame(records, config.id_column, labels, total, count)
     save_components(components(records.height, edges["left"].to_numpy(), edges["right"].to_numpy()), Path(dest))
+    if answers is not None:
+        save_answers(answer_ids(records[config.id_column], answers), Path(dest))
     return write_parquet(clusters, Path(dest) / "clusters.parquet")
 
 
@@ -456,6 +469,29 @@ def save_components(labels: np.ndarray, folder: Path) -> Path:
     edges again (0.3 s of a 1M-record update). The labels are numbers without meaning of their
     own; records with the same number are connected."""
     return write_parquet(pl.DataFrame({"component": labels.astype(np.int64)}), folder / COMPONENTS)
+
+
+def answer_ids(ids: pl.Series, answers: Answers) -> pl.DataFrame:
+    """Answers by row as answers by id (``left_id``, ``right_id`` as text, ``label``)."""
+    left, right, is_match = answers
+    frame = pl.DataFrame({"left_id": ids.gather(left), "right_id": ids.gather(right)})
+    label = pl.Series("label", np.where(is_match, "match", "non-match"), dtype=pl.String)
+    return frame.select(pl.all().cast(pl.String)).with_columns(label)
+
+
+def save_answers(answers: pl.DataFrame, folder: Path) -> Path:
+    """The answers a run applied (``answer_ids``): published beside the components, so that an
+    update applies them as the run did (they decide their pairs, clusters keep non-matches apart)."""
+    return write_parquet(answers, folder / ANSWERS)
+
+
+def load_answers(folder: Path, ids: pl.Series) -> Answers | None:
+    """``save_answers``' answers as row positions of ``ids`` (answers naming a record ``ids`` no
+    longer holds left out), or None when ``folder`` has none."""
+    path = folder / ANSWERS
+    if not path.is_file():
+        return None
+    return labelled_rows(pl.read_parquet(path).with_columns(pl.lit(None, pl.Float64).alias("time")), ids)
 
 
 def load_components(folder: Path, records: int) -> np.ndarray | None:

@@ -19,7 +19,7 @@ import polars as pl
 
 from dedup.blocking import CandidatePairs
 from dedup.charts import write_charts
-from dedup.clustering import COMPONENTS, input_renames
+from dedup.clustering import ANSWERS, COMPONENTS, input_renames
 from dedup.combiner import Combiner
 from dedup.config import DedupConfig
 from dedup.evaluation import evaluate_frames, train_labels
@@ -146,8 +146,9 @@ def publish(layout: Layout, report: dict[str, Any], files: StageFiles, config: D
             checkpoint(name)
         if files.embeddings is not None and files.embeddings.is_dir():
             place(files.embeddings, generation / "embeddings", keep_sources)
-            if (files.clusters.parent / COMPONENTS).is_file():  # for updates, beside the embeddings
-                place(files.clusters.parent / COMPONENTS, generation / "embeddings" / COMPONENTS, keep_sources)
+            for name in (COMPONENTS, ANSWERS):  # for updates, beside the embeddings
+                if (files.clusters.parent / name).is_file():
+                    place(files.clusters.parent / name, generation / "embeddings" / name, keep_sources)
         with flushing(generation):  # the result goes to disk while the charts are drawn
             write_charts(generation, config)
         checkpoint("charts")

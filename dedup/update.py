@@ -73,7 +73,18 @@ from dedup.lock import output_lock
 from dedup.model import DedupModel
 from dedup.neighbours import nearest_neighbours
 from dedup.normalise import normalise_fields
-from dedup.parts import load_components, save_components, save_embeddings, stored_field
+from dedup.parts import (
+    Answers,
+    answer_ids,
+    load_answers,
+    load_components,
+    said_different,
+    save_answers,
+    save_components,
+    save_embeddings,
+    stored_field,
+    with_answers,
+)
 from dedup.publish import checkpoint, flushing, place, publish_generation, remove_leftovers, run_dir
 from dedup.report import result_counts
 from dedup.scoring import score_pairs
@@ -177,14 +188,28 @@ def _update(
     pairs = _candidates(records, normalised, config, embeddings, changed, _skipped_passes(report_before, config))
     clock["block"] = _lap(start, clock)
     scored, words = _score(model, normalised, records[id_col], embeddings, pairs, stored)
+    answers = load_answers(master / "embeddings", records[id_col])  # a person's, as the master applied them
+    scored = with_answers(scored, answers, pairs)
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     master_pairs = pl.scan_parquet(master / "pairs.parquet")
-    scored = scored.select(pl.col(c).cast(t) for c, t in master_pairs.collect_schema().items())
+    scored = scored.select(
+        pl.col(c).cast(t) if c in scored.columns else pl.lit(None, t).alias(c)  # a label nobody gave here
+        for c, t in master_pairs.collect_schema().items()
+    )
     clock["score"] = _lap(start, clock)
 
     kept = master_pairs if only_added else _kept_pairs(master, id_col, records[id_col].filter(~pl.Series(changed)))
     done = _cluster_touched(
-        master / "pairs.parquet", kept, scored, records[id_col], inputs[id_col], outputs, before, changed, config
+        master / "pairs.parquet",
+        kept,
+        scored,
+        records[id_col],
+        inputs[id_col],
+        outputs,
+        before,
+        changed,
+        config,
+        answers,
     )
     clusters = cluster_frame(records, id_col, done.labels, done.total, done.count)
     ids, changes = _settled_ids(done.labels, done.touched, before, records[id_col], changed, deletes, id_col)
@@ -211,6 +236,7 @@ def _update(
         stored,
         words,
         done.component,
+        None if answers is None else answer_ids(records[id_col], answers),
     )
     logger.info(
         "%d records (%d new, %d corrected, %d deleted) -> %d clusters; %d pairs scored, %d kept",
@@ -568,6 +594,7 @@ def _cluster_touched(
     before: pl.DataFrame,
     changed: np.ndarray,
     config,
+    answers: Answers | None = None,
 ) -> Reclustered:
     """Clusters after the update, re-clustering only what the changed records touch.
 
@@ -615,7 +642,12 @@ def _cluster_touched(
     ends = ends.filter(pl.Series(touched[ends["l"].to_numpy()] & touched[ends["r"].to_numpy()]))
     left, right = np.searchsorted(rows, ends["l"].to_numpy()), np.searchsorted(rows, ends["r"].to_numpy())
     probability = ends["p"].to_numpy()
-    local = cluster_labels(len(rows), left, right, probability, config.threshold, config.clustering)
+    apart = said_different(answers)  # a person's non-match answers: kept apart, as in a full run
+    local_apart = None
+    if apart is not None:
+        both = touched[apart[0]] & touched[apart[1]]
+        local_apart = (np.searchsorted(rows, apart[0][both]), np.searchsorted(rows, apart[1][both]))
+    local = cluster_labels(len(rows), left, right, probability, config.threshold, config.clustering, local_apart)
     # the untouched keep their clusters (numbered by the master's ids), the touched follow
     previous = before["cluster_id"].rank("dense").fill_null(0).to_numpy().astype(np.int64)
     labels = previous.copy()
@@ -862,6 +894,7 @@ def _publish(
     stored_words: StoredWords | None,
     words: dict[str, UpdatedWords],
     component: np.ndarray,
+    answers: pl.DataFrame | None,
 ) -> None:
     """The whole updated result as one generation (see ``dedup.publish``), like a full run's."""
 
@@ -882,6 +915,8 @@ def _publish(
         if stored_words is not None:
             _write_word_counts(folder, stored_words, words, embeddings.linked, embeddings.start)
         save_components(component, folder)  # the match graph's, for the next update
+        if answers is not None:  # the answers it applied, for the next update
+            save_answers(answers, folder)
         counts = pairs.chart_counts(config.field_names)  # the master's plus the new pairs', when they add up
         with flushing(generation):  # what is written so far goes to disk while the charts are drawn
             write_charts(generation, config, counts)

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dedup.clustering import cluster_records, density_split
+from dedup.clustering import cluster_labels, cluster_records, density_split
 from dedup.config import ClusteringConfig
 
 
@@ -62,3 +62,34 @@ def test_density_split_keeps_dense_clusters_and_strong_chains() -> None:
     full_l, full_r = np.triu_indices(4, k=1)
     labels = density_split(4, full_l, full_r, np.full(len(full_l), 0.6), 0.5, 0.6)
     assert len(set(labels)) == 1
+
+
+def test_a_non_match_answer_parts_its_cluster_at_the_weakest_links() -> None:
+    # a~b 0.95, b~c 0.7, c~d 0.97, b~d 0.75: one component; a person says a and d differ
+    left, right = np.array([0, 1, 2, 1]), np.array([1, 2, 3, 3])
+    probability = np.array([0.95, 0.7, 0.97, 0.75])
+    components = ClusteringConfig(method="components")
+    assert len(set(cluster_labels(4, left, right, probability, 0.5, components))) == 1
+    apart = (np.array([0]), np.array([3]))
+    labels = cluster_labels(4, left, right, probability, 0.5, components, apart)
+    # cutting b~c alone leaves b~d: both weak links go, the strong ones stay
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+    assert sorted(set(labels.tolist())) == [0, 1]
+    # pairs already in different clusters, or no answers, change nothing
+    assert np.array_equal(
+        cluster_labels(4, left, right, probability, 0.9, components, apart),
+        cluster_labels(4, left, right, probability, 0.9, components),
+    )
+    # only edges scored 1.0 (answered matches, identical records) join them: the answers contradict, nothing is cut
+    sure = np.ones(4)
+    assert len(set(cluster_labels(4, left, right, sure, 0.5, components, apart))) == 1
+
+
+def test_a_non_match_answer_outweighs_a_bridge_the_model_is_sure_of() -> None:
+    records, left, right, probability = _chain()
+    strong = probability.copy()
+    strong[-1] = 0.995  # density clustering keeps this bridge (see above)
+    settings = ClusteringConfig()
+    assert len(set(cluster_labels(6, left, right, strong, 0.5, settings))) == 1
+    labels = cluster_labels(6, left, right, strong, 0.5, settings, (np.array([5]), np.array([0])))  # b3 is not a1
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]

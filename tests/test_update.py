@@ -157,6 +157,60 @@ def _assert_the_word_counts_are_a_recount(out: Path, config: DedupConfig, scratc
         assert stored.equals(read_word_counts(count_parts(scratch, j)))
 
 
+def test_records_a_person_said_differ_stay_apart_through_updates(master: dict, tmp_path: Path) -> None:
+    """A non-match answer inside a cluster of three or more parts the cluster in the run that
+    reads it (a third record joined the two), and an update that scores the pair and clusters
+    the cluster again (a correction of one of the two) applies the answer and keeps the two
+    apart too, as a full rerun with the answer does."""
+    root = master["root"] / "master"
+    clusters = pl.read_parquet(root / "clusters.parquet").select("rec_id", "cluster_id", "cluster_size")
+    big = clusters.filter(pl.col("cluster_size") >= 3)
+    inside = (
+        pl.read_parquet(root / "pairs.parquet")
+        .filter(pl.col("is_match"))
+        .join(big.rename(lambda c: f"{c}_l"), on="rec_id_l")
+        .join(big.rename(lambda c: f"{c}_r"), on="rec_id_r")
+        .filter(pl.col("cluster_id_l") == pl.col("cluster_id_r"))
+        .sort("match_probability", "rec_id_l", "rec_id_r")
+    )
+    a, b, cluster = (
+        inside.row(0, named=True)["rec_id_l"],
+        inside.row(0, named=True)["rec_id_r"],
+        inside["cluster_id_l"][0],
+    )
+    third = big.filter((pl.col("cluster_id") == cluster) & ~pl.col("rec_id").is_in([a, b]))["rec_id"][0]
+    labels = tmp_path / "labels.parquet"
+    pl.DataFrame({"left_id": [a], "right_id": [b], "label": ["non-match"]}).write_parquet(labels)
+    model, config = root / "model", master["config"]
+
+    def cluster_of(out: Path) -> dict[str, str]:
+        return dict(pl.read_parquet(out / "clusters.parquet").select("rec_id", "cluster_id").iter_rows())
+
+    run(master["base"], config, tmp_path / "labelled", model_path=model, labels=labels)
+    before = cluster_of(tmp_path / "labelled")
+    assert before[a] != before[b] and before[third] in (before[a], before[b])
+    assert (run_dir(tmp_path / "labelled") / "embeddings" / "answers.parquet").is_file()
+    # one of the two corrected to the same values: its pairs are scored again, its cluster clustered again
+    FEBRL3.filter(pl.col("rec_id") == a).write_parquet(tmp_path / "change.parquet")
+    report = update(tmp_path / "change.parquet", tmp_path / "labelled", tmp_path / "updated")
+    assert report["update"]["corrected_records"] == 1
+    after = cluster_of(tmp_path / "updated")
+    assert after[a] != after[b] and after[third] in (after[a], after[b])
+    answered = pl.read_parquet(tmp_path / "updated" / "pairs.parquet").filter(pl.col("label").is_not_null())
+    assert answered.select("label", "match_probability").rows() == [("non-match", 0.0)]
+    full = run(master["base"], config, tmp_path / "full", model_path=model, labels=labels)
+    assert full["counts"]["clusters"] == report["counts"]["clusters"]
+    assert (
+        _agreement(
+            pl.read_parquet(tmp_path / "updated" / "clusters.parquet"),
+            pl.read_parquet(tmp_path / "full" / "clusters.parquet"),
+        )
+        == 1.0
+    )
+    # published again for the next update
+    assert (run_dir(tmp_path / "updated") / "embeddings" / "answers.parquet").is_file()
+
+
 def test_deleting_the_middle_of_a_chain_splits_it(master: dict, tmp_path: Path) -> None:
     """A cluster of three held by two match edges (a chain) loses its middle record: its ends
     share no edge, so they part, though neither end changed (the component that held the
