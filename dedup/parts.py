@@ -155,7 +155,10 @@ def statistics_path(trained_model: str | Path) -> Path:
     return Path(trained_model).parent / "statistics.npz"
 
 
-def answered_rows(config: DedupConfig, ids: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+Answers = tuple[np.ndarray, np.ndarray, np.ndarray]  # a person's: left rows, right rows, is-match
+
+
+def answered_rows(config: DedupConfig, ids: pl.Series) -> Answers | None:
     """The config's pair labels (``labels:``) as row positions of ``ids``, or None without labels."""
     if config.labels is None:
         return None
@@ -168,9 +171,6 @@ def said_different(answers: Answers | None) -> tuple[np.ndarray, np.ndarray] | N
         return None
     left, right, is_match = answers
     return left[~is_match], right[~is_match]
-
-
-Answers = tuple[np.ndarray, np.ndarray, np.ndarray]  # left rows, right rows, is-match
 
 
 def with_answers(scored: pl.DataFrame, answers: Answers | None, pairs: CandidatePairs) -> pl.DataFrame:

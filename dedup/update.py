@@ -606,7 +606,8 @@ def _cluster_touched(
     The components come from the master's stored ones (``dedup.parts.save_components``) joined
     by the new match edges when records were only added; otherwise (or for a master without
     them) the match edges are read whole (a sixth of the pairs at 1M records). Then the pairs
-    inside the touched components are read.
+    inside the touched components are read. ``answers``: the ones the master applied; its
+    non-matches inside the touched components are kept apart, as a full run keeps them.
     """
     n = ids.len()
     position = _positions(ids)
