@@ -225,7 +225,7 @@ class Combiner:
 
     def _forget_pairs(self) -> None:
         """Drop what the last fit kept about its pairs (the caches above)."""
-        self._frequency_cache = self._index_cache = None
+        self._frequency_cache = self._index_cache = self._agree_cache = None
 
     def _agree(self, levels: np.ndarray) -> np.ndarray:
         """Whether each field agrees: exact, or more similar than all but 1% of random pairs."""
@@ -240,21 +240,22 @@ class Combiner:
         ``bf_`` columns still add up; no field loses more than ``MAX_DEPENDENCE_CUT`` of its
         own weight in all.
         """
-        agree = self._agree(levels)
         out = np.zeros_like(bits)
-        several = np.flatnonzero(agree.sum(axis=1) >= 2)  # only these can lose anything
+        several, agree, together = self._agreeing(levels)
         if several.size == 0:
             return out
         # field-major (one contiguous row per field) and masked arithmetic instead of boolean
         # indexing: a cut of 0 adds nothing, so the sums are the same, in the same order
-        agree, part_bits = agree[several].T.copy(), bits[several].T.copy()
+        part_bits = bits[several].T.copy()
         part = np.zeros_like(part_bits)
         fields = levels.shape[1]
         for f in range(fields):
             for g in range(f + 1, fields):
                 if interaction[f, g] <= 0:
                     continue
-                both = agree[f] & agree[g]
+                if (f, g) not in together:
+                    together[f, g] = agree[f] & agree[g]
+                both = together[f, g]
                 if not both.any():
                     continue
                 cut = np.minimum(interaction[f, g], np.maximum(np.minimum(part_bits[f], part_bits[g]), 0.0))
@@ -265,6 +266,19 @@ class Combiner:
         # otherwise lose more than their evidence: each keeps at least half of its own weight
         out[several] = np.minimum(part, np.maximum(part_bits, 0.0) * MAX_DEPENDENCE_CUT).T
         return out
+
+    def _agreeing(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], np.ndarray]]:
+        """The pairs where two or more fields agree, each field's agreement among them (field
+        major), and a store for two fields' agreement together: fixed for a set of pairs, so kept
+        for the last one seen (EM takes the dependence off at every iteration)."""
+        cached = getattr(self, "_agree_cache", None)
+        if cached is not None and cached[0] is levels:
+            return cached[1]
+        agree = self._agree(levels)
+        several = np.flatnonzero(agree.sum(axis=1) >= 2)  # only these can lose anything
+        found = (several, agree[several].T.copy(), {})
+        self._agree_cache = (levels, found)
+        return found
 
     def _fit_interaction(self, levels: np.ndarray, weights: np.ndarray, post: np.ndarray) -> np.ndarray:
         """log2 of how much more often two fields agree together among non-matches than
