@@ -72,23 +72,9 @@ def density_split(
     min_density: float,
     min_support: float = 0.0,
     ladder: tuple[float, ...] = ClusteringConfig().ladder,
-) -> np.ndarray:
-    """Weak bridges cut, then components, sparse ones re-split at stricter thresholds (see module
-    docstring)."""
-    return _density_split(n_records, left, right, probability, threshold, min_density, min_support, ladder)[0]
-
-
-def _density_split(
-    n_records: int,
-    left: np.ndarray,
-    right: np.ndarray,
-    probability: np.ndarray,
-    threshold: float,
-    min_density: float,
-    min_support: float,
-    ladder: tuple[float, ...],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``density_split``'s labels, and which edges hold its clusters together."""
+    """Weak bridges cut, then components, sparse ones re-split at stricter thresholds (see module
+    docstring): the label per record, and which edges hold the clusters together."""
     keep = probability >= threshold
     edges = np.flatnonzero(keep)
     keep[edges[~supported(n_records, left[edges], right[edges], probability[edges], min_support, ladder[-1])]] = False
@@ -121,7 +107,7 @@ def cluster_labels(
         keep = probability >= threshold
         labels = components(n_records, left[keep], right[keep])
     else:
-        labels, keep = _density_split(
+        labels, keep = density_split(
             n_records, left, right, probability, threshold, settings.min_density, settings.min_support, settings.ladder
         )
     if apart is None or len(apart[0]) == 0:

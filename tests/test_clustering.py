@@ -60,7 +60,7 @@ def test_density_split_keeps_dense_clusters_and_strong_chains() -> None:
     assert out["cluster_size"].to_list() == [6] * 6
     # a complete graph is never split, whatever its probabilities above threshold
     full_l, full_r = np.triu_indices(4, k=1)
-    labels = density_split(4, full_l, full_r, np.full(len(full_l), 0.6), 0.5, 0.6)
+    labels, _ = density_split(4, full_l, full_r, np.full(len(full_l), 0.6), 0.5, 0.6)
     assert len(set(labels)) == 1
 
 
