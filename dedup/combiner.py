@@ -183,12 +183,12 @@ class Combiner:
         iteration)."""
         table = np.log2(m) - np.log2(u)  # (F, L)
         table[:, NULL_LEVEL] = 0.0
-        index, exact, log_tf = self._lookup(levels, evidence)
-        if exact.any():
+        any_exact, log_tf = self._log_frequencies(levels, evidence)
+        if any_exact:
             scale = np.log2(getattr(self, "tf_scale_", np.ones(levels.shape[1])))
             table[:, EXACT_LEVEL] = np.log2(m[:, EXACT_LEVEL]) - scale
-        bits = np.take(table.ravel(), index)
-        if exact.any():
+        bits = np.take(table.ravel(), self._level_index(levels))
+        if any_exact:
             bits -= log_tf
         interaction = getattr(self, "interaction_", None)
         if interaction is not None and interaction.any():
@@ -208,20 +208,19 @@ class Combiner:
         self._index_cache = (levels, index)
         return index
 
-    def _lookup(self, levels: np.ndarray, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``_level_index``, where pairs agree exactly, and log2 of the shared value's frequency
-        (floored at the rarest shared value's; 0 where they do not agree exactly): fixed for a
-        set of pairs, so kept for the last one seen."""
+    def _log_frequencies(self, levels: np.ndarray, evidence: PairEvidence) -> tuple[bool, np.ndarray]:
+        """Whether any pair agrees exactly, and log2 of the shared value's frequency (floored at
+        the rarest shared value's; 0 where a field does not agree exactly): fixed for a set of
+        pairs, so kept for the last one seen."""
         cached = getattr(self, "_frequency_cache", None)
         if cached is not None and cached[0] is evidence and cached[1] is levels:
-            return cached[2], cached[3], cached[4]
+            return cached[2], cached[3]
         exact = levels == EXACT_LEVEL
         tf = np.where(exact, evidence.frequency, 1.0).astype(np.float64)
         log_tf = np.log2(np.maximum(tf, np.maximum(self.min_frequency_, 1e-12)[None, :]))
         log_tf[~exact] = 0.0
-        index = self._level_index(levels)
-        self._frequency_cache = (evidence, levels, index, exact, log_tf)
-        return index, exact, log_tf
+        self._frequency_cache = (evidence, levels, bool(exact.any()), log_tf)
+        return self._frequency_cache[2], log_tf
 
     def _forget_pairs(self) -> None:
         """Drop what the last fit kept about its pairs (the caches above)."""
