@@ -10,7 +10,12 @@ only a better ranking of the pairs (new evidence) helps. The pairs are clustered
 ``dedup run`` clusters them (the set's config: threshold, clustering). "ranking" is the best
 pair-F1 over every cut of the candidate pairs sorted by match weight, counted against every
 true pair (the ones blocking missed included); "best field" the same for the best single
-field's bits (``bf_<field>``). Sets and configs: ``benchmarks/realdata.py``.
+field's bits (``bf_<field>``). "direct" bounds what answers do by themselves, without any
+correction of the model: a perfect judge answers ``match`` on the true candidate pair whose two
+clusters (as run) raise pair-F1 most when joined, they are joined, and so on for 10, 25 and 50
+answers (a person answers non-matches too, and they decide only their own pair here: a greedy
+estimate of what the answered matches alone can do, not a proof). Sets and configs:
+``benchmarks/realdata.py``.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from realdata import CONFIGS, DEDUP, SETS, load, scores, true_pairs, variant
+from scipy import sparse
 
 from dedup.clustering import cluster_labels
 from dedup.config import load_config
 
 SHIFTS = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)  # bits added to every pair's match weight
+ANSWERS = (10, 25, 50)  # the direct bound's budgets
 
 
 def ranking_f1(weights: np.ndarray, same: np.ndarray, truth_pairs: int) -> float:
@@ -36,6 +43,38 @@ def ranking_f1(weights: np.ndarray, same: np.ndarray, truth_pairs: int) -> float
     found = np.cumsum(same[order])
     called = np.arange(1, len(order) + 1)
     return float((2 * found / (called + truth_pairs)).max()) if len(order) else 0.0
+
+
+def direct_answers(
+    labels: np.ndarray, truth: np.ndarray, left: np.ndarray, right: np.ndarray, same: np.ndarray, budget: int
+) -> dict[int, np.ndarray]:
+    """The clusters after each of ``ANSWERS`` greedy perfect answers (see the module's text):
+    each joins the two clusters of a true candidate pair whose union raises pair-F1 most (the
+    true pairs it adds against every pair it makes); none when no join raises it."""
+    labels = labels.copy()
+    entity = np.unique(truth, return_inverse=True)[1]
+    true_total = float((np.bincount(entity) * (np.bincount(entity) - 1) // 2).sum())
+    after = {}
+    for answer in range(1, budget + 1):
+        sizes = np.bincount(labels, minlength=labels.max() + 1)
+        counts = sparse.csr_matrix(
+            (np.ones(len(labels)), (labels, entity)), shape=(len(sizes), entity.max() + 1)
+        )  # records per (cluster, entity)
+        found = float(((counts.multiply(counts)).sum() - len(labels)) / 2)
+        called = float((sizes * (sizes - 1) // 2).sum())
+        joinable = np.flatnonzero(same & (labels[left] != labels[right]))
+        if not len(joinable):
+            break
+        a, b = labels[left[joinable]], labels[right[joinable]]
+        gained = np.asarray(counts[a].multiply(counts[b]).sum(axis=1)).ravel()
+        f1 = 2 * (found + gained) / (called + sizes[a] * sizes[b] + true_total)
+        best = int(np.argmax(f1))
+        if f1[best] <= 2 * found / (called + true_total):
+            break
+        labels[labels == b[best]] = a[best]
+        if answer in ANSWERS:
+            after[answer] = labels.copy()
+    return after
 
 
 def headroom(name: str, seed: int, work: Path) -> None:
@@ -64,16 +103,27 @@ def headroom(name: str, seed: int, work: Path) -> None:
     same = truth[left] == truth[right]
     weight = pairs["match_weight"].to_numpy().astype(np.float64)
     print(f"== {name} (seed {seed}; {len(pairs):,} candidate pairs, {int(same.sum()):,} of them true)")
+
+    def scored(labels: np.ndarray) -> dict[str, float]:
+        clusters = pl.DataFrame({idc: ids, "cluster_id": pl.Series(labels).cast(pl.String)})
+        return scores(data.table[idc], data.table[data.truth_column], clusters, idc)
+
     for shift in SHIFTS:
         probability = 1.0 / (1.0 + np.exp2(-(weight + shift)))
         labels = cluster_labels(len(ids), left, right, probability, config.threshold, config.clustering)
-        clusters = pl.DataFrame({idc: ids, "cluster_id": pl.Series(labels).cast(pl.String)})
-        result = scores(data.table[idc], data.table[data.truth_column], clusters, idc)
+        result = scored(labels)
         mark = "  (as run)" if shift == 0 else ""
         print(
             f"  shift {shift:+4.1f} bits: cluster pair-F1 {result['f1']:.3f} "
             f"(P {result['precision']:.3f} R {result['recall']:.3f}){mark}"
         )
+        if shift == 0:
+            as_run = labels
+    joined = direct_answers(as_run, truth, left, right, same, max(ANSWERS))
+    print(
+        "  direct: pair-F1 after "
+        + ", ".join(f"{n} perfect matches {scored(joined[n])['f1']:.3f}" for n in ANSWERS if n in joined)
+    )
     total = true_pairs(data.table[data.truth_column])
     fields = [c for c in pairs.columns if c.startswith("bf_")]
     best_field = max(fields, key=lambda f: ranking_f1(pairs[f].to_numpy(), same, total))

@@ -14,7 +14,10 @@ with its own peak RSS (``/usr/bin/time``):
    retraining costs) and, for scale, the training run of step 1.
 
 Printed: seconds and peak RSS of each, the update's share of both full runs, the pairs the
-update scored, and the cluster pair-F1 between the update's clusters and the full rerun's.
+update scored, and the cluster pair-F1 between the update's clusters and the full rerun's. Also
+what a process costs before it reads a record: one that only imports what ``dedup update``
+imports, and one that only imports torch (the encoder's library), timed the same way: the floor
+under any update's time and memory.
 """
 
 from __future__ import annotations
@@ -38,13 +41,13 @@ DEDUP = str(Path(sys.executable).with_name("dedup"))
 CONFIG = ROOT / "benchmarks" / "configs" / "synth.yaml"
 
 
-def timed(*args: str) -> tuple[float, float]:
-    """(seconds, peak RSS in GB) of one dedup command."""
+def timed(*args: str, command: tuple[str, ...] = (DEDUP,)) -> tuple[float, float]:
+    """(seconds, peak RSS in GB) of one dedup command (or of ``command`` with ``args``)."""
     done = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %M", DEDUP, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+        ["/usr/bin/time", "-f", "%e %M", *command, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
     if done.returncode != 0:
-        raise SystemExit(f"dedup {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join((*command, *args))} failed:\n{done.stderr[-3000:]}")
     seconds, kb = done.stderr.strip().splitlines()[-1].split()
     return float(seconds), int(kb) / 1024**2
 
@@ -72,6 +75,8 @@ def main() -> None:
         rerun = timed(
             "run", str(everything), "--config", str(CONFIG), "--output", str(full), "--model", str(master / "model")
         )
+        imports = timed("-c", "import dedup.cli, dedup.update", command=(sys.executable,))
+        torch_only = timed("-c", "import torch", command=(sys.executable,))
         a = pl.read_parquet(master / "clusters.parquet", columns=["unique_id", "cluster_id"])
         b = pl.read_parquet(full / "clusters.parquet", columns=["unique_id", "cluster_id"])
         joined = a.join(b, on="unique_id", suffix="_full")
@@ -85,8 +90,13 @@ def main() -> None:
         print(
             f"  update                      : {updated[0]:7.1f} s  {updated[1]:5.2f} GB  "
             f"= {updated[0] / rerun[0]:.0%} / {updated[1] / rerun[1]:.0%} of the rerun's time / memory, "
-            f"{updated[0] / trained[0]:.0%} / {updated[1] / trained[1]:.0%} of the full run's"
+            f"{updated[0] / trained[0]:.1%} / {updated[1] / trained[1]:.1%} of the full run's"
         )
+        for name, (seconds, gb) in (("update's imports alone", imports), ("torch's import alone", torch_only)):
+            print(
+                f"  {name:28s}: {seconds:7.1f} s  {gb:5.2f} GB  "
+                f"= {seconds / trained[0]:.1%} / {gb / trained[1]:.1%} of the full run's time / memory"
+            )
         print(f"  pairs scored by the update  : {update['pairs_scored']:,} (kept {update['pairs_kept']:,})")
         print(f"  changes                     : {update['changes']}")
         print(f"  cluster pair-F1, update vs full rerun: {f1:.4f}")
