@@ -20,7 +20,7 @@ import polars as pl
 from dedup.config import DedupConfig
 from dedup.encoder import to_codepoints
 from dedup.errors import InputError
-from dedup.io import check_run_output, read_clusters
+from dedup.io import check_run_output, read_clusters, run_config
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 
@@ -136,7 +136,7 @@ def evaluate_output(output_dir: str | Path, truth_path: str | Path, label_column
     output_dir = check_run_output(output_dir)
     inputs, outputs = read_clusters(output_dir)
     pairs = pl.read_parquet(output_dir / "pairs.parquet")
-    id_column = pairs.columns[0].removesuffix("_l")
+    id_column = run_config(output_dir).id_column
     truth_path = Path(truth_path)
     if not truth_path.is_file():
         raise InputError(f"truth file not found: {truth_path}")

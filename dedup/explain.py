@@ -18,7 +18,7 @@ import polars as pl
 
 from dedup.errors import InputError
 from dedup.frequencies import field_statistics
-from dedup.io import check_run_output, read_clusters
+from dedup.io import check_run_output, model_path, read_clusters
 from dedup.model import DedupModel
 from dedup.normalise import normalise_fields
 from dedup.scoring import compare_pairs
@@ -43,14 +43,6 @@ class Explanation:
     probability: float
     candidate: bool  # found by blocking (else scored on the fly)
     clusters: tuple[str, str]
-
-
-def model_path(output_dir: Path, report: dict) -> Path:
-    """The run's model: ``report["model"]`` is relative to the output directory (or absolute)."""
-    path = Path(output_dir) / report["model"]  # an absolute path stays itself
-    if not path.is_dir():
-        raise InputError(f"{output_dir / 'report.json'}: the run's model {path} is not there (no such directory)")
-    return path
 
 
 def explain_pair(output_dir: str | Path, id_a: str, id_b: str) -> Explanation:

@@ -164,9 +164,9 @@ def block(
         (input_path, config, i, part, k, str(dest / "blocks")) for i in range(len(config.passes)) for part in range(k)
     ]
     pieces = executor.map("block", parts.block_part, calls)
-    merged = _one(executor, "block", parts.merge_blocks, config, [str(p) for p in pieces], str(dest))
-    for piece in pieces:  # merged: the pairs go, each piece's small side file (block size) stays
-        Path(piece).unlink(missing_ok=True)
+    merged = _one(executor, "block", parts.merge_blocks, config, pieces, str(dest))
+    for piece in pieces:  # merged: the pieces' pairs go
+        piece.pairs.unlink(missing_ok=True)
     _mark_done(dest)
     return Path(merged)
 

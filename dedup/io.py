@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from dedup.blocking import CandidatePairs, pairs_from_frame, pairs_to_frame
-from dedup.config import DedupConfig
+from dedup.config import DedupConfig, load_config
 from dedup.errors import DedupError, InputError, OutputError
 from dedup.normalise import fields_as_read, normalise_fields
 from dedup.publish import run_dir
@@ -158,6 +158,22 @@ def check_run_output(output_dir: str | Path, names: tuple[str, ...] = ("clusters
         if not (files / name).exists():  # pairs.parquet is a folder of parts after updates
             raise InputError(f"{output_dir}: no {name} here; is this the output of `dedup run`?")
     return files
+
+
+def model_path(output_dir: Path, report: dict) -> Path:
+    """The run's model: ``report["model"]`` is relative to the output directory (or absolute)."""
+    path = Path(output_dir) / report["model"]  # an absolute path stays itself
+    if not path.is_dir():
+        raise InputError(f"{output_dir / 'report.json'}: the run's model {path} is not there (no such directory)")
+    return path
+
+
+def run_config(output_dir: Path) -> DedupConfig:
+    """The config a finished run (``check_run_output``'s directory) was made with: its model's."""
+    report = output_dir / "report.json"
+    if not report.is_file():
+        raise InputError(f"{output_dir}: no report.json here; is this the output of `dedup run`?")
+    return load_config(model_path(output_dir, json.loads(report.read_text())) / "config.yaml")
 
 
 def validate_records(

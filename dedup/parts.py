@@ -75,9 +75,21 @@ def ranges(total: int, size: int) -> list[tuple[int, int]]:
 
 
 # ---- block ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BlockPart:
+    """What one block piece found: which pass and partition, its pairs' file, the pass's largest
+    block and, if the pass was skipped, why (the same for every partition of a pass)."""
+
+    pass_index: int
+    part: int
+    pairs: Path  # left, right (row positions)
+    largest_block: int
+    skipped: str | None
+
+
 def block_part(
     input_path: str | Path, config: DedupConfig, pass_index: int, part: int, parts: int, dest: str | Path
-) -> Path:
+) -> BlockPart:
     """One hash partition of one rule pass: its pairs to ``dest/block-<pass>-<part>.parquet``."""
     records, normalised = read_fields(input_path, config)
     p = config.passes[pass_index]
@@ -88,23 +100,22 @@ def block_part(
         warnings.warn(skipped, stacklevel=1)
     if skipped is None and not isinstance(p, EmbeddingPass):
         left, right = run_pass(records, normalised, p, part, parts)
-    target = Path(dest) / f"block-{pass_index}-{part}.parquet"
-    write_json({"largest_block": estimate.largest_block, "skipped": skipped}, target.with_suffix(".json"))
-    return write_parquet(pl.DataFrame({"left": left, "right": right}), target)
+    target = write_parquet(
+        pl.DataFrame({"left": left, "right": right}), Path(dest) / f"block-{pass_index}-{part}.parquet"
+    )
+    return BlockPart(pass_index, part, target, estimate.largest_block, skipped)
 
 
-def merge_blocks(config: DedupConfig, part_paths: list[str | Path], dest: str | Path) -> Path:
+def merge_blocks(config: DedupConfig, pieces: list[BlockPart], dest: str | Path) -> Path:
     """Union the pieces into ``dest/candidates.parquet`` (each pair once, with its first pass)."""
     by_pass: dict[int, list[Path]] = {i: [] for i in range(len(config.passes))}
     largest: dict[int, int] = {}
     skipped: dict[int, str] = {}
-    for path in map(Path, part_paths):
-        pass_index = int(path.stem.split("-")[1])
-        by_pass[pass_index].append(path)
-        side = json.loads(path.with_suffix(".json").read_text())
-        largest[pass_index] = side["largest_block"]
-        if side.get("skipped"):
-            skipped[pass_index] = side["skipped"]
+    for piece in pieces:
+        by_pass[piece.pass_index].append(piece.pairs)
+        largest[piece.pass_index] = piece.largest_block
+        if piece.skipped:
+            skipped[piece.pass_index] = piece.skipped
 
     def one_pass(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         frame = pl.concat([pl.read_parquet(p) for p in paths]) if paths else pl.DataFrame({"left": [], "right": []})

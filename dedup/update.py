@@ -54,13 +54,13 @@ from dedup.charts import add_counts, pair_counts, read_counts, write_charts
 from dedup.clustering import cluster_frame, cluster_labels, components, confidence_sums, input_renames
 from dedup.encoder import FieldEmbeddings, gather_field, stack_field
 from dedup.errors import BlockingError, InputError
-from dedup.explain import model_path
 from dedup.fingerprint import file_digest, model_fingerprint
 from dedup.frequencies import field_statistics
 from dedup.io import (
     check_input_file,
     check_run_output,
     disk_full_is_an_output_error,
+    model_path,
     prepare_output_dir,
     read_clusters,
     read_table,

@@ -222,3 +222,6 @@ def test_default_passes_skipped_side_by_side_each_report_their_own_reason(
     assert {"block(dob)", "block(soundex(surname), dob[:4])"} <= set(skipped), reasons
     for name, reason in skipped.items():  # each names its own pass, not the one beside it
         assert f"pass {name}:" in reason, (name, reason)
+    # and its own largest block: everyone shares the one date of birth, no two records a surname
+    largest = {entry["pass"]: entry.get("largest_block") for entry in report["blocking"]}
+    assert largest["block(dob)"] == n and largest["block(surname)"] == 1, largest

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dedup.config import FieldKind, parse_config
+from dedup.config import FieldKind, config_to_yaml, parse_config
 from dedup.errors import InputError, OutputError
 from dedup.io import (
     count_rows,
@@ -16,6 +16,7 @@ from dedup.io import (
     read_records,
     read_rows,
     replace_directory,
+    run_config,
     write_parquet,
 )
 from dedup.normalise import normalise_fields
@@ -222,3 +223,19 @@ def test_the_read_stage_reads_and_normalises_once_with_the_kinds_as_read(
     assert [n.split(":")[0] for n in notes] == ["fields.title", "fields.empty"]
     assert len(reads) == 1 and kinds == [{"title": FieldKind.text}]
     assert normalised.columns == ["title"] and records.height == 3
+
+
+def test_a_runs_config_is_its_models_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    """``dedup evaluate`` reads the id column from the run's config, not from a column's name."""
+    config = parse_config("id_column: rec\nfields: {name: name, rec_l: code}")  # a field named like a pair column
+    out = tmp_path / "out"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "config.yaml").write_text(config_to_yaml(config))
+    with pytest.raises(InputError, match="no report.json"):
+        run_config(out)
+    (out / "report.json").write_text('{"model": "model"}')
+    read = run_config(out)
+    assert read.id_column == "rec" and list(read.fields) == ["name", "rec_l"]
+    (out / "report.json").write_text('{"model": "elsewhere"}')
+    with pytest.raises(InputError, match="elsewhere is not there"):
+        run_config(out)

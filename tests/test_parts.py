@@ -50,7 +50,10 @@ def test_hash_partitions_of_each_pass_add_up_to_the_pass(febrl1_file: Path, conf
         for i in range(len(config.passes))
         for k in range(4)
     ]
-    sizes = [pl.read_parquet(p).height for p in pieces]
+    sizes = [pl.read_parquet(p.pairs).height for p in pieces]
+    # each piece says which pass it holds; a pass's partitions agree on its largest block
+    assert [(p.pass_index, p.part) for p in pieces] == [(i, k) for i in range(len(config.passes)) for k in range(4)]
+    assert all(len({p.largest_block for p in pieces if p.pass_index == i}) == 1 for i in range(len(config.passes)))
     assert sum(1 for s in sizes[:4] if s > 0) > 1  # an exact pass really is spread over partitions
     assert sizes[9:] == [0, 0, 0] and sizes[8] > 0  # sorted neighbourhood without block_on: partition 0
     merged = load_candidates(parts.merge_blocks(config, pieces, tmp_path))

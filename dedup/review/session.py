@@ -25,8 +25,7 @@ import polars as pl
 
 from dedup.config import load_config
 from dedup.errors import InputError
-from dedup.explain import model_path
-from dedup.io import check_run_output, read_clusters, write_parquet
+from dedup.io import check_run_output, model_path, read_clusters, write_parquet
 from dedup.labels import LABELS_FILE, LabelStore, latest_answers
 from dedup.publish import run_dir
 from dedup.review.active import ActiveQueue, expected_f1_change, priority_frame
