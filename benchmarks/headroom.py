@@ -108,18 +108,19 @@ def headroom(name: str, seed: int, work: Path) -> None:
         clusters = pl.DataFrame({idc: ids, "cluster_id": pl.Series(labels).cast(pl.String)})
         return scores(data.table[idc], data.table[data.truth_column], clusters, idc)
 
+    clustered = {}  # per shift
     for shift in SHIFTS:
         probability = 1.0 / (1.0 + np.exp2(-(weight + shift)))
-        labels = cluster_labels(len(ids), left, right, probability, config.threshold, config.clustering)
+        labels = clustered[shift] = cluster_labels(
+            len(ids), left, right, probability, config.threshold, config.clustering
+        )
         result = scored(labels)
         mark = "  (as run)" if shift == 0 else ""
         print(
             f"  shift {shift:+4.1f} bits: cluster pair-F1 {result['f1']:.3f} "
             f"(P {result['precision']:.3f} R {result['recall']:.3f}){mark}"
         )
-        if shift == 0:
-            as_run = labels
-    joined = direct_answers(as_run, truth, left, right, same, max(ANSWERS))
+    joined = direct_answers(clustered[0.0], truth, left, right, same, max(ANSWERS))
     print(
         "  direct: pair-F1 after "
         + ", ".join(f"{n} perfect matches {scored(joined[n])['f1']:.3f}" for n in ANSWERS if n in joined)

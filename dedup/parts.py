@@ -448,6 +448,7 @@ def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | 
         .filter(pl.col("match_probability") >= config.threshold)
         .collect()
     )
+    answers = answered_rows(config, records[config.id_column])  # a person's: non-matches are kept apart
     labels = cluster_labels(
         records.height,
         edges["left"].to_numpy(),
@@ -455,7 +456,7 @@ def cluster_part(input_path: str | Path, config: DedupConfig, pairs_path: str | 
         edges["match_probability"].to_numpy(),
         config.threshold,
         config.clustering,
-        apart=said_different(answers := answered_rows(config, records[config.id_column])),
+        apart=said_different(answers),
     )
     total = np.zeros(records.height)
     count = np.zeros(records.height, dtype=np.int64)
