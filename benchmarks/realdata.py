@@ -6,6 +6,7 @@
     python benchmarks/realdata.py --repeat 3           # each run three times: seconds as min-max
     python benchmarks/realdata.py --tools dedup --seed 2      # dedup with another training seed
     python benchmarks/realdata.py --tools dedup --declare name  # every field declared a name
+    python benchmarks/realdata.py --tools dedup --no-self-training  # one round of encoder training
     python benchmarks/realdata.py --tools dedup --sample 0.1    # a tenth of each set's entities
 
 Sets (copies ship in ``benchmarks/data``, see its README for sources and licences): cora,
@@ -113,10 +114,13 @@ def scores(ids: pl.Series, truth: pl.Series, clusters: pl.DataFrame, id_column: 
 
 
 # ---- dedup ----------------------------------------------------------------------------------
-def variant(config: Path, work: Path, seed: int | None = None, declare: str | None = None) -> Path:
-    """``config`` as given, or a copy in ``work`` with ``seed:`` set and every field declared
-    ``declare`` (what a user who got the kinds wrong would run)."""
-    if seed is None and declare is None:
+def variant(
+    config: Path, work: Path, seed: int | None = None, declare: str | None = None, self_training: bool = True
+) -> Path:
+    """``config`` as given, or a copy in ``work`` with ``seed:`` set, every field declared
+    ``declare`` (what a user who got the kinds wrong would run), and ``training.self_training``
+    off when ``self_training`` is False."""
+    if seed is None and declare is None and self_training:
         return config
     import yaml
 
@@ -125,7 +129,9 @@ def variant(config: Path, work: Path, seed: int | None = None, declare: str | No
         settings["seed"] = seed
     if declare is not None:
         settings["fields"] = {field: declare for field in settings["fields"]}
-    copy = work / f"{config.stem}-seed{seed}-{declare}.yaml"
+    if not self_training:
+        settings.setdefault("training", {})["self_training"] = False
+    copy = work / f"{config.stem}-seed{seed}-{declare}-{'self' if self_training else 'once'}.yaml"
     copy.write_text(yaml.safe_dump(settings, sort_keys=False))
     return copy
 
@@ -415,6 +421,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
     parser.add_argument("--seed", type=int, default=None, help="dedup's config seed (it draws the training samples)")
     parser.add_argument("--declare", default=None, help="declare every field of dedup's configs this kind")
+    parser.add_argument(
+        "--no-self-training", action="store_true", help="dedup's configs with training.self_training off"
+    )
     parser.add_argument("--sample", type=float, default=None, help="keep this share of each set's entities (seed 7)")
     parser.add_argument("--splink-worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -443,7 +452,8 @@ def main() -> None:
                         else:
                             suffix = "_rules" if tool == "dedup-rules" else ""
                             config = CONFIGS / f"{data.config_name}{suffix}.yaml"
-                            runs.append(run_dedup(data, variant(config, work, args.seed, args.declare), work))
+                            config = variant(config, work, args.seed, args.declare, not args.no_self_training)
+                            runs.append(run_dedup(data, config, work))
                 except RuntimeError as exc:
                     print(f"{name:10s} {tool:11s} failed: {str(exc).splitlines()[-1][:150]}", flush=True)
                     continue

@@ -154,18 +154,22 @@ def scores(truth_path: Path, output: Path, id_l: str, id_r: str) -> dict[str, fl
     return {"cluster_f1": metrics["cluster_pairs"]["f1"], "pair_f1": metrics["pairwise"]["f1"]}
 
 
-def synth_config(workdir: Path, embedding: int = 0, default_blocking: bool = False) -> Path:
+def synth_config(workdir: Path, embedding: int = 0, default_blocking: bool = False, self_training: bool = True) -> Path:
     """synth.yaml as dedup runs it: as it is, with an embedding pass of ``embedding`` neighbours
     after its rule passes, or without its ``blocking`` (dedup picks the passes from the field
-    kinds, an embedding pass among them); a copy in ``workdir`` unless it is unchanged."""
-    if not embedding and not default_blocking:
+    kinds, an embedding pass among them), and with ``training.self_training`` off when
+    ``self_training`` is False; a copy in ``workdir`` unless it is unchanged."""
+    if not embedding and not default_blocking and self_training:
         return CONFIG
     raw = yaml.safe_load(CONFIG.read_text())
     if default_blocking:
         raw.pop("blocking", None)
-    else:
+    elif embedding:
         raw["blocking"] = [*raw["blocking"], {"embedding": {"k": embedding}}]
-    path = workdir / ("synth_default_blocking.yaml" if default_blocking else f"synth_embedding_{embedding}.yaml")
+    if not self_training:
+        raw.setdefault("training", {})["self_training"] = False
+    name = "synth_default_blocking" if default_blocking else f"synth_embedding_{embedding}"
+    path = workdir / f"{name}{'' if self_training else '_once'}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -186,6 +190,7 @@ def bench(
     embedding: int = 0,
     default_blocking: bool = False,
     repeat: int = 1,
+    self_training: bool = True,
 ) -> None:
     from dedup.synth import cached
 
@@ -193,12 +198,13 @@ def bench(
     data = cached(n, workdir, seed=seed, hard=hard)
     print(f"input: {data} ({time.perf_counter() - start:.1f}s to find or generate)")
     tag = f"{n}{'_hard' if hard else ''}{f'_embedding{embedding}' if embedding else ''}"
-    tag += "_default" if default_blocking else ""
-    config = synth_config(workdir, embedding, default_blocking)
+    tag += ("_default" if default_blocking else "") + ("" if self_training else "_once")
+    config = synth_config(workdir, embedding, default_blocking, self_training)
     extra = (" (hard: dedup synth --hard)" if hard else "") + (
         f" (dedup: + embedding pass, k={embedding})" if embedding else ""
     )
     extra += " (dedup: default blocking)" if default_blocking else ""
+    extra += "" if self_training else " (dedup: no self-training)"
     print(f"\n== {n:,} records{extra} ==")
     ours_runs: list[dict] = []
     theirs_runs: list[dict] = []
@@ -272,6 +278,9 @@ def main() -> None:
     parser.add_argument(
         "--default-blocking", action="store_true", help="dedup without the blocking: the passes it picks"
     )
+    parser.add_argument(
+        "--no-self-training", action="store_true", help="dedup with training.self_training off (one round)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each tool, alternating; prints the min-max")
     parser.add_argument("--worker", choices=["dedup", "splink"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, default=CONFIG, help=argparse.SUPPRESS)
@@ -290,7 +299,7 @@ def main() -> None:
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     for n in args.n:
-        options = (args.hard, args.embedding, args.default_blocking, args.repeat)
+        options = (args.hard, args.embedding, args.default_blocking, args.repeat, not args.no_self_training)
         bench(n, args.workdir, args.seed, not args.no_splink, *options)
 
 

@@ -89,7 +89,58 @@ def density_split(
             break
         keep &= ~(sparse[labels[left]] & (probability < stricter))
         labels = components(n_records, left[keep], right[keep])
-    return labels, keep
+    return rejoined(labels, left, right, probability, keep, threshold)
+
+
+def rejoined(
+    labels: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    keep: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters the cuts parted joined again where, on average, they match: average linkage.
+
+    Two clusters whose mean match probability over all their pairs of records (a pair not scored
+    at or above ``threshold`` counts 0) is at least ``threshold`` become one, most alike first,
+    as long as any such two are left; the edges between them are kept again (``keep``), so the
+    clusters are still the components of the kept edges. The cuts judge one edge at a time
+    (its shared neighbours, its cluster's density): they part two fragments of one entity that
+    blocking and scoring linked by many edges but not densely enough, and this puts back what,
+    counted over every pair of the two, is more likely one entity than two. Only clusters that
+    a cut edge joins can meet, so the clusters of one match-graph component never depend on
+    another's. Each round merges the pairs of clusters that are each other's best partner
+    (for average linkage the same clusters as merging the best pair one at a time).
+    """
+    labels, keep = labels.copy(), keep.copy()
+    above = probability >= threshold
+    while True:
+        across = np.flatnonzero(above & ~keep & (labels[left] != labels[right]))
+        if across.size == 0:
+            break
+        a, b = labels[left[across]], labels[right[across]]
+        low, high = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+        count = int(labels.max()) + 1
+        key, which = np.unique(low * count + high, return_inverse=True)
+        low_u, high_u = key // count, key % count
+        sizes = np.bincount(labels, minlength=count).astype(np.float64)
+        mean = np.bincount(which, probability[across].astype(np.float64)) / (sizes[low_u] * sizes[high_u])
+        good = np.flatnonzero(mean >= threshold)
+        if good.size == 0:
+            break
+        order = good[np.lexsort((high_u[good], low_u[good], -mean[good]))]  # best first, ties by label
+        rank = np.arange(order.size)
+        best = np.full(count, order.size)
+        np.minimum.at(best, low_u[order], rank)
+        np.minimum.at(best, high_u[order], rank)
+        mutual = order[(best[low_u[order]] == rank) & (best[high_u[order]] == rank)]
+        chosen = np.zeros(key.size, dtype=bool)
+        chosen[mutual] = True
+        keep[across[chosen[which]]] = True
+        merged = components(count, low_u[mutual], high_u[mutual])
+        labels = merged[labels]
+    return np.unique(labels, return_inverse=True)[1].astype(labels.dtype), keep
 
 
 def cluster_labels(

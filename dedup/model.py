@@ -70,7 +70,9 @@ class DedupModel:
         Embedding passes need an encoder, so the order is: encoder (self-supervised, no pairs
         needed) -> embedding neighbours added to the candidates -> combiner -> self-training
         (confident matches become positives, confident non-matches hard negatives) -> the final
-        encoder's neighbours -> final combiner, fitted on the pairs scoring will see.
+        encoder's neighbours -> final combiner, fitted on the pairs scoring will see. With
+        ``training.self_training`` off, the first encoder trains every step and its combiner is
+        the final one: one encoding, one neighbour search and one EM fit fewer.
         """
         cfg, settings = self.config, self.config.training
         rng = np.random.default_rng(cfg.seed)
@@ -116,6 +118,13 @@ class DedupModel:
                 known_all * (known_all - 1) / 2,
                 self._pair_weight,
             )
+        elif not settings.self_training:  # one round: every step on synthetic duplicates
+            examples = self._examples(encoder, normalised, rng)
+            self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
+            del examples
+            embeddings = embed_records(encoder, normalised)
+            pairs = self._complete(rule_pairs, embeddings)
+            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
         else:
             warmup = max(1, steps // 2)
             examples = self._examples(encoder, normalised, rng)

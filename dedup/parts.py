@@ -60,7 +60,7 @@ from dedup.io import (
 from dedup.labels import labelled_rows, read_labels
 from dedup.model import DedupModel
 from dedup.scoring import score_pairs
-from dedup.threads import map_side_by_side
+from dedup.threads import limited, map_side_by_side, share
 from dedup.word_counts import save_word_counts
 
 T = TypeVar("T")
@@ -141,11 +141,19 @@ def merge_blocks(config: DedupConfig, pieces: list[BlockPart], dest: str | Path)
 # ---- train ----------------------------------------------------------------------------------
 def train_part(input_path: str | Path, config: DedupConfig, candidates: str | Path, model_dir: str | Path) -> Path:
     """Train the encoder and combiner on the input (labels outside the held-out share, if any)
-    and save the model directory. One piece: it works on a bounded sample, whatever N is."""
+    and save the model directory. One piece: it works on a bounded sample, whatever N is.
+
+    It trains on every core this process may use (``share()``: ``DEDUP_THREADS`` if set),
+    whatever share of them the runner gave the piece: the train stage is this one piece, so
+    nothing runs beside it, and the encoder's float32 sums depend on the number of threads
+    that made them. So the CLI, a Prefect flow (which gives each piece half the cores, as two
+    pieces of other stages run at once) and a Dask worker train the same model on one machine.
+    """
     records, normalised = load_input(input_path, config)
     labels, _ = train_labels(records, config)
     answers = answered_rows(config, records[config.id_column])
-    model = DedupModel(config).fit(normalised, load_candidates(candidates), labels, answers)
+    with limited(share()):
+        model = DedupModel(config).fit(normalised, load_candidates(candidates), labels, answers)
     saved = model.save(model_dir)
     if model.candidates_ is not None:
         save_candidates(model.candidates_, neighbours_dir(saved))

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dedup.clustering import cluster_labels, cluster_records, density_split
+from dedup.clustering import cluster_labels, cluster_records, density_split, rejoined, supported
 from dedup.config import ClusteringConfig
 
 
@@ -93,3 +93,41 @@ def test_a_non_match_answer_outweighs_a_bridge_the_model_is_sure_of() -> None:
     assert len(set(cluster_labels(6, left, right, strong, 0.5, settings))) == 1
     labels = cluster_labels(6, left, right, strong, 0.5, settings, (np.array([5]), np.array([0])))  # b3 is not a1
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_fragments_the_cuts_part_are_joined_again_where_they_match_on_average() -> None:
+    # {0, 2} and {1, 3, 4, 5}: five of the eight pairs across are scored 0.85-0.95, but their
+    # edges share few neighbours and the support rule cuts them; over all eight pairs across
+    # the two fragments match on average (4.55 / 8 = 0.57), so they are one cluster again
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 4], [1, 5], [2, 3], [2, 5], [3, 4], [3, 5]])
+    probability = np.array([0.85, 0.999, 0.95, 0.95, 0.6, 0.999, 0.85, 0.95, 0.999, 0.999])
+    left, right = pairs[:, 0], pairs[:, 1]
+    kept = supported(6, left, right, probability, 0.5, 0.99)
+    assert not kept[[0, 2, 3, 6, 7]].all()  # some edges across are cut
+    labels = cluster_labels(6, left, right, probability, 0.5, ClusteringConfig())
+    assert len(set(labels.tolist())) == 1
+    # weaker across (0.6 each: a mean of 0.375), they stay two clusters
+    weaker = probability.copy()
+    weaker[[0, 2, 3, 6, 7]] = 0.6
+    assert cluster_labels(6, left, right, weaker, 0.5, ClusteringConfig()).tolist() == [0, 1, 0, 1, 1, 1]
+    # a person's answer that two records differ still parts what the average joined
+    apart = (np.array([0]), np.array([1]))
+    assert len(set(cluster_labels(6, left, right, probability, 0.5, ClusteringConfig(), apart).tolist())) == 2
+
+
+def test_rejoining_takes_the_best_match_first_and_counts_every_pair() -> None:
+    # a~b 0.9, b~c 0.7, everything parted: a and b join first; then {a, b} against c averages
+    # 0.7 / 2 = 0.35 over its two pairs (a~c was never scored above the threshold): c stays alone
+    left, right, probability = np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.7])
+    labels, keep = rejoined(np.arange(3), left, right, probability, np.zeros(2, dtype=bool), 0.5)
+    assert labels.tolist() == [0, 0, 1] and keep.tolist() == [True, False]
+    # c~a at 0.4 is below the threshold: it does not count, and the result is the same
+    labels, _ = rejoined(
+        np.arange(3), np.array([0, 1, 0]), np.array([1, 2, 2]), np.array([0.9, 0.7, 0.4]), np.zeros(3, bool), 0.5
+    )
+    assert labels.tolist() == [0, 0, 1]
+    # with a~c at 0.6 too, {a, b} and c average (0.7 + 0.6) / 2 = 0.65: one cluster
+    labels, keep = rejoined(
+        np.arange(3), np.array([0, 1, 0]), np.array([1, 2, 2]), np.array([0.9, 0.7, 0.6]), np.zeros(3, bool), 0.5
+    )
+    assert labels.tolist() == [0, 0, 0] and keep.all()

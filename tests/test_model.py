@@ -173,6 +173,34 @@ def test_supervised_fit_with_labels(febrl1: pl.DataFrame, tiny_config: DedupConf
     assert (predicted == same).mean() > 0.99 and (predicted & same).sum() / same.sum() > 0.95
 
 
+def test_without_self_training_one_round_trains_every_step_and_encodes_once(
+    trained, febrl1: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``training.self_training: false``: the encoder trains all its steps on synthetic
+    duplicates, the records are encoded and the combiner fitted once, and the model still
+    separates Febrl's duplicates."""
+    import dedup.model
+
+    full, normalised, pairs = trained
+    config = febrl_config("\n  self_training: false\n")  # appended under training
+    assert not config.training.self_training and full.config.training.self_training
+    encodings: list[int] = []
+    embed = dedup.model.embed_records
+    monkeypatch.setattr(dedup.model, "embed_records", lambda e, n: encodings.append(n.height) or embed(e, n))
+    once = DedupModel(config).fit(normalised, pairs)
+    assert encodings == [normalised.height]
+    assert len(once.training_loss_) == len(full.training_loss_)  # the same steps in one round
+    encodings.clear()
+    DedupModel(full.config).fit(normalised, pairs)
+    assert encodings == [normalised.height] * 2  # self-training encodes after each round
+    proba = probabilities(once, normalised, pairs)
+    truth = febrl1["cluster"].to_numpy()
+    same = truth[pairs.left] == truth[pairs.right]
+    predicted = proba >= 0.5
+    assert (predicted & same).sum() / predicted.sum() > 0.97 and (predicted & same).sum() / same.sum() > 0.97
+    assert not np.array_equal(proba, probabilities(full, normalised, pairs))  # another model
+
+
 def test_training_sample_bounds_the_pairs_and_keeps_their_weight() -> None:
     rng = np.random.default_rng(0)
     left = np.sort(rng.integers(0, 5000, 20000))
