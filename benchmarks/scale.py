@@ -5,6 +5,7 @@
     python benchmarks/scale.py --n 100000 --hard         # namesakes, households, transcription noise
     python benchmarks/scale.py --n 1000000 --embedding 10  # dedup also adds each record's 10 nearest
     python benchmarks/scale.py --n 10000 50000 --default-blocking --repeat 3   # a new user's config
+    python benchmarks/scale.py --n 10000 --default-blocking --no-self-training  # dedup trains once
 
 Per size: ``dedup.synth`` writes N records (seeded, cached under --workdir), then each tool runs
 in its own child process (so peak RSS is its own) from the Parquet file to clusters and scored
@@ -14,7 +15,8 @@ pairs on disk:
   with ``--embedding K`` its blocking gains an embedding pass (each record's K nearest by the
   trained encoder's record vectors), which Splink has no counterpart of: its rules stay the same;
   with ``--default-blocking`` dedup gets synth.yaml's fields without its ``blocking`` (the passes
-  dedup picks from the field kinds, what a config written without blocking runs), Splink its rules.
+  dedup picks from the field kinds, what a config written without blocking runs), Splink its rules;
+  with ``--no-self-training`` dedup's config sets ``training.self_training: false``.
 - Splink (DuckDB backend, ``pip install -e '.[bench]'``): the same blocking rules, Splink's own
   comparisons for people (names, date of birth, postcode, e-mail), its usual training recipe
   (random-sampling u, EM on two blocking rules), ``predict()`` of every candidate pair written to
