@@ -118,41 +118,37 @@ class DedupModel:
                 known_all * (known_all - 1) / 2,
                 self._pair_weight,
             )
-        elif not settings.self_training:  # one round: every step on synthetic duplicates
-            examples = self._examples(encoder, normalised, rng)
-            self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps)
-            del examples
-            embeddings = embed_records(encoder, normalised)
-            pairs = self._complete(rule_pairs, embeddings)
-            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
         else:
-            warmup = max(1, steps // 2)
+            # with self-training, half the steps on synthetic duplicates first; without, all of them
+            warmup = max(1, steps // 2) if settings.self_training else steps
             examples = self._examples(encoder, normalised, rng)
             self.training_loss_ += train_encoder(encoder, examples, settings, rng, warmup)
             del examples  # what each step below no longer needs goes before it (at 1M records: the peak)
             embeddings = embed_records(encoder, normalised)  # once per encoder state: the costly part
             pairs = self._complete(rule_pairs, embeddings)
-            # provisional: it only has to pick the pairs self-training learns from
-            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng, random_share=0.25)
-            # self-training: what the model is sure of teaches the encoder what real duplicates
-            # (and real near-misses) look like in this data
-            proba = combiner.predict_proba(compare_pairs(embeddings, statistics, pairs.left, pairs.right))
-            confident = settings.self_training_confidence
-            sure, unlike = proba >= confident, proba < 1 - confident
-            examples = self._examples(
-                encoder,
-                normalised,
-                rng,
-                (pairs.left[sure], pairs.right[sure]),
-                (pairs.left[unlike], pairs.right[unlike]),
-            )
-            del embeddings, pairs, proba, sure, unlike
-            self._searched = None
-            self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
-            del examples
-            embeddings = embed_records(encoder, normalised)
-            pairs = self._complete(rule_pairs, embeddings)
-            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
+            # with self-training provisional: it only has to pick the pairs self-training learns from
+            share = 0.25 if settings.self_training else 1.0
+            combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng, random_share=share)
+            if settings.self_training:
+                # what the model is sure of teaches the encoder what real duplicates (and real
+                # near-misses) look like in this data
+                proba = combiner.predict_proba(compare_pairs(embeddings, statistics, pairs.left, pairs.right))
+                confident = settings.self_training_confidence
+                sure, unlike = proba >= confident, proba < 1 - confident
+                examples = self._examples(
+                    encoder,
+                    normalised,
+                    rng,
+                    (pairs.left[sure], pairs.right[sure]),
+                    (pairs.left[unlike], pairs.right[unlike]),
+                )
+                del embeddings, pairs, proba, sure, unlike
+                self._searched = None
+                self.training_loss_ += train_encoder(encoder, examples, settings, rng, steps - warmup)
+                del examples
+                embeddings = embed_records(encoder, normalised)
+                pairs = self._complete(rule_pairs, embeddings)
+                combiner = self._fit_em(encoder, normalised, statistics, embeddings, pairs, rng)
         if pair_labels is not None:
             left, right, is_match = pair_labels
             rows = np.unique(np.concatenate([left, right]))
