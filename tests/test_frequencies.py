@@ -146,9 +146,32 @@ def test_long_titles_naming_different_model_numbers_or_sizes_differ_and_spelling
         ]
     )
     found = words(titles)
-    models, sizes = code_numbers(found, titles.len()), size_numbers(found, titles)
+    models, sizes = code_numbers(found, titles.len()), size_numbers(titles)
     left, right = np.array([0, 2, 0, 5, 0, 7, 9, 9, 12]), np.array([1, 3, 4, 6, 0, 8, 10, 11, 13])
     count = found.group_by("row").len().sort("row")["len"].to_numpy()
     long = np.minimum(count[left], count[right]) >= 4
     differ = codes_differ(models, left, right, long) | codes_differ(sizes, left, right, long)
     assert differ.tolist() == [True, False, False, False, False, True, True, False, False]
+
+
+def test_sizes_are_read_in_one_unit_and_speeds_and_caches_are_no_sizes() -> None:
+    from dedup.frequencies import codes_differ, size_numbers
+
+    titles = pl.Series(
+        [
+            "toshiba exceria microsdhc 32gb 95mb s uhs i",  # 0
+            "toshiba exceria microsdxc 64gb 95 mb s uhs i",  # 1: another size, the same speed
+            "kingston datatraveler dt101g2 usb stick 32gb",  # 2
+            "kingston datatraveler dt101g2 memoria usb 32768 mb",  # 3: 32 GB written in megabytes
+            "seagate barracuda hard drive 1tb 64mb cache",  # 4
+            "seagate barracuda hard drive 1000gb 32mb cache",  # 5: 1 TB, another cache
+            "intenso basic line usb stick 16gb",  # 6
+            "intenso basic line usb stick 32 go",  # 7: another size, in French
+            "lexar jumpdrive c20c usb 128 go",  # 8
+            "lexar jumpdrive c20c 4 to 8 times faster 128gb",  # 9: "4 to" is English, not 4 TB
+        ]
+    )
+    sizes = size_numbers(titles)
+    left, right = np.array([0, 2, 4, 6, 8]), np.array([1, 3, 5, 7, 9])
+    differ = codes_differ(sizes, left, right, np.ones(len(left), dtype=bool))
+    assert differ.tolist() == [True, False, False, True, False]
