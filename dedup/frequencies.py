@@ -406,8 +406,8 @@ def size_numbers(values: pl.Series) -> sp.csr_matrix:
         )
         .filter(~pl.col("speed"))
     )
-    large = found.filter(~pl.col("unit").is_in(["mb", "mo"])).select("row").unique()
-    found = found.filter(~pl.col("unit").is_in(["mb", "mo"]) | ~pl.col("row").is_in(large["row"].implode()))
+    larger = ~pl.col("unit").is_in(["mb", "mo"])
+    found = found.filter(larger | ~larger.any().over("row"))  # megabytes only where nothing larger is named
     scale = pl.col("unit").replace_strict(GIGABYTES, return_dtype=pl.List(pl.Float64))
     sizes = (
         found.with_columns(scale=scale)
