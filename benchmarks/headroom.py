@@ -14,8 +14,12 @@ field's bits (``bf_<field>``). "direct" bounds what answers do by themselves, wi
 correction of the model: a perfect judge answers ``match`` on the true candidate pair whose two
 clusters (as run) raise pair-F1 most when joined, they are joined, and so on for 10, 25 and 50
 answers (a person answers non-matches too, and they decide only their own pair here: a greedy
-estimate of what the answered matches alone can do, not a proof). Sets and configs:
-``benchmarks/realdata.py``.
+estimate of what the answered matches alone can do, not a proof). "correction from every
+truth" bounds what ``dedup review``'s correction of the model can do with any number of answers:
+its family (a shift, a scale per field, a slope per field's raw similarities; the combiner's own
+``fit_correction``, weakest penalty) fitted on the truth of every candidate pair (in sample),
+and the pairs clustered again at the config's threshold and with the shifts above. Sets and
+configs: ``benchmarks/realdata.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from realdata import CONFIGS, DEDUP, SETS, load, scores, true_pairs, variant
 from scipy import sparse
 
 from dedup.clustering import cluster_labels
+from dedup.combiner import LABEL_PENALTIES, fit_correction
 from dedup.config import load_config
 
 SHIFTS = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)  # bits added to every pair's match weight
@@ -75,6 +80,20 @@ def direct_answers(
         if answer in ANSWERS:
             after[answer] = labels.copy()
     return after
+
+
+def corrected_by_truth(pairs: pl.DataFrame, same: np.ndarray) -> np.ndarray:
+    """Every pair's match weight after the answers' correction fitted on every candidate's truth
+    (the features ``Combiner.fit_pair_labels`` fits: each field's bits, a constant, each measure's
+    similarity minus its mean, 0 where unknown)."""
+    bits = pairs.select(pl.col("^bf_.*$")).to_numpy().astype(np.float64)
+    weight = pairs["match_weight"].to_numpy().astype(np.float64)
+    base = float(np.median(weight - bits.sum(axis=1)))  # the prior's bits (identical records aside)
+    measures = pairs.select(pl.col("^sim_.*$"), pl.col("^tok_.*$")).to_numpy().astype(np.float64)
+    measures = np.nan_to_num(measures - np.nanmean(measures, axis=0), nan=0.0)
+    features = np.concatenate([bits, np.ones((len(bits), 1)), measures], axis=1)
+    theta = fit_correction(features, same.astype(np.float64), base, bits.shape[1], ("full", min(LABEL_PENALTIES)))
+    return base + features @ theta
 
 
 def headroom(name: str, seed: int, work: Path) -> None:
@@ -124,6 +143,17 @@ def headroom(name: str, seed: int, work: Path) -> None:
     print(
         "  direct: pair-F1 after "
         + ", ".join(f"{n} perfect matches {scored(joined[n])['f1']:.3f}" for n in ANSWERS if n in joined)
+    )
+    corrected = corrected_by_truth(pairs, same)
+    line = []
+    for shift in SHIFTS:
+        probability = 1.0 / (1.0 + np.exp2(-(corrected + shift)))
+        labels = cluster_labels(len(ids), left, right, probability, config.threshold, config.clustering)
+        line.append((shift, scored(labels)))
+    at, best = next(r for s, r in line if s == 0.0), max(line, key=lambda r: r[1]["f1"])
+    print(
+        f"  correction from every truth: cluster pair-F1 {at['f1']:.3f} (P {at['precision']:.3f} "
+        f"R {at['recall']:.3f}); best shift {best[0]:+.1f} bits {best[1]['f1']:.3f}"
     )
     total = true_pairs(data.table[data.truth_column])
     fields = [c for c in pairs.columns if c.startswith("bf_")]

@@ -356,7 +356,7 @@ class Combiner:
         self.label_penalty_ = None if choice is None else list(choice)
         if choice is None:  # no correction predicts held-out answers better than none
             return self
-        fitted = _fit_correction(features, y, self.prior_weight(), fields, choice)
+        fitted = fit_correction(features, y, self.prior_weight(), fields, choice)
         self.label_scale_, self.label_shift_ = fitted[:fields], float(fitted[fields])
         self.label_slopes_ = np.zeros((slopes, fields))
         self.label_slopes_[np.arange(slopes), np.tile(np.arange(fields), len(MEASURES))] = fitted[fields + 1 :]
@@ -818,7 +818,7 @@ def _weighted_share(post: np.ndarray, weights: np.ndarray, fallback: float) -> f
     return float(np.clip((post * weights).sum() / total, 1e-12, 0.5))
 
 
-def _fit_correction(
+def fit_correction(
     features: np.ndarray, y: np.ndarray, base: float, fields: int, choice: tuple[str, float]
 ) -> np.ndarray:
     """The label correction's parameters (scales, shift, slopes) for one penalty strength.
@@ -875,7 +875,7 @@ def _held_out_choice(
         wrong, loss = 0, 0.0
         for k in range(folds):
             train, test = fold != k, fold == k
-            theta = unchanged if choice is None else _fit_correction(features[train], y[train], base, fields, choice)
+            theta = unchanged if choice is None else fit_correction(features[train], y[train], base, fields, choice)
             p = np.clip(_sigmoid((base + features[test] @ theta) * np.log(2)), 1e-6, 1 - 1e-6)
             wrong += int(((p >= threshold) != (y[test] > 0.5)).sum())
             loss -= float(np.sum(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)))
