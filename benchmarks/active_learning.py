@@ -3,6 +3,7 @@
     python benchmarks/active_learning.py                    # every set, both tools
     python benchmarks/active_learning.py abtbuy sigmod_x2   # some sets
     python benchmarks/active_learning.py --tools dedup      # dedup only
+    python benchmarks/active_learning.py --tools dedup --seed 1   # dedup with another training seed
 
 A scripted user answers from the truth column, which neither tool otherwise sees:
 
@@ -40,7 +41,7 @@ import polars as pl
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdata import CONFIGS, DEDUP, Dataset, load, scores  # noqa: E402
+from realdata import CONFIGS, DEDUP, Dataset, load, scores, variant  # noqa: E402
 
 SETS = ("cora", "restaurant", "abtbuy", "sigmod_x1", "sigmod_x2", "fake_1000")
 BUDGETS = (0, 10, 25, 50, 100)
@@ -86,9 +87,9 @@ class Review:
         self.process.wait(timeout=30)
 
 
-def run_dedup(data: Dataset, work: Path) -> dict[int, float]:
+def run_dedup(data: Dataset, work: Path, seed: int | None = None) -> dict[int, float]:
     source, output = work / "input.parquet", work / "out-dedup"
-    config = CONFIGS / f"{data.config_name}.yaml"
+    config = variant(CONFIGS / f"{data.config_name}.yaml", work, seed=seed)
     subprocess.run(
         [str(DEDUP), "run", str(source), "--config", str(config), "--output", str(output)],
         check=True,
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("sets", nargs="*", default=list(SETS))
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
+    parser.add_argument("--seed", type=int, default=None, help="dedup's config seed (default: the config's)")
     args = parser.parse_args()
     tools = args.tools.split(",")
     print(f"{'set':11s} {'tool':7s} " + " ".join(f"{b:>7d}" for b in BUDGETS) + "   seconds", flush=True)
@@ -183,7 +185,7 @@ def main() -> None:
             for tool in tools:
                 start = time.perf_counter()
                 try:
-                    results = run_dedup(data, work) if tool == "dedup" else run_dedupe(data)
+                    results = run_dedup(data, work, args.seed) if tool == "dedup" else run_dedupe(data)
                 except Exception as exc:  # noqa: BLE001 (a benchmark row says what failed and goes on)
                     print(f"{name:11s} {tool:7s} failed: {str(exc).splitlines()[-1][:150]}", flush=True)
                     continue

@@ -65,7 +65,7 @@ class FieldStatistics:
     tokens: dict[str, sp.csr_matrix]
     vocabulary: dict[str, Vocabulary] | None = None  # text fields' word counts (training only, not saved)
     exact_u: dict[str, float] | None = None  # per field: chance two random records agree exactly
-    codes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``code_numbers``
+    codes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``model_codes``
     sizes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``size_numbers``
 
     @property
@@ -160,7 +160,7 @@ def field_statistics(
                 values = values.gather(rows)
                 found = words(values, known)
             tokens[field] = word_vectors(values, vocabulary[field], found)
-            codes[field], sizes[field] = code_numbers(found, values.len()), size_numbers(values)
+            codes[field], sizes[field] = model_codes(found, values.len()), size_numbers(values)
 
     # the fields side by side: polars runs many of these steps on one core (a 1M-record
     # column's splits, regexes and joins), so two fields at once keep both busy
@@ -362,23 +362,30 @@ def word_vectors(
     return matrix.tocsr()
 
 
-def code_numbers(found: pl.DataFrame, n: int) -> sp.csr_matrix:
-    """Each value's model or part numbers: the digits of its words holding both a letter and a
-    digit (``kdl46s4100`` -> ``464100``), as a 0/1 row (``codes_differ`` reads them). A number
-    with a unit or suffix (``16gb``, ``4th``, ``133x``) is a size, not a model: two memory cards
-    of 16 GB are still two models (``ts16gsdhc6s5w`` / ``mb913lla``). Measured on Abt-Buy over
-    seeds 0-3 (``benchmarks/realdata.py``'s scoring): 0.342 mean cluster pair-F1 with sizes
+def model_codes(found: pl.DataFrame, n: int) -> sp.csr_matrix:
+    """Each value's model or part numbers: its words holding both a letter and a digit
+    (``kdl46s4100``), as a 0/1 row over the distinct codes (``codes_differ`` reads them). A
+    number with a unit or suffix (``16gb``, ``4th``, ``133x``) is a size, not a model: two memory
+    cards of 16 GB are still two models (``ts16gsdhc6s5w`` / ``mb913lla``). Measured on Abt-Buy
+    over seeds 0-3 (``benchmarks/realdata.py``'s scoring): 0.342 mean cluster pair-F1 with sizes
     counted as models, 0.405 without; the other sets unchanged.
 
-    By their digits alone, so a colour or region suffix (``fdb130wh`` / ``fdb130rgs``, ``mb276ll``
-    / ``mb276lla``) and a letter typo leave two spellings of one model agreeing.
+    A code is read whole, letters included: ``du1055bk`` and ``du1055ss`` (one dishwasher in black
+    and in steel) are two products to a shop, and so are ``cli8c`` and ``cli8m`` (two ink colours).
+    Read by their digits alone, as they were, they agreed: among Abt-Buy's candidate pairs, those
+    whose codes share digits but no whole code are 22 true of 794 (SIGMOD X2 14 of 478, X1 4 of
+    357), and they made 256 of the label-free run's false matches. Two spellings of one code
+    still agree where the title's words join (``kx-tca92`` and ``kxtca92``, see ``words``); a
+    colour or region suffix added in one shop only (``fdb130wh`` / ``fdb130rgs``) now differs.
+    Measured over seeds 0-4 (``benchmarks/HISTORY.md``): Abt-Buy 0.424 -> 0.475 mean cluster
+    pair-F1, X1 unchanged, X2 0.364 -> 0.351 (one seed's knife-edge group, see there).
     """
     code = found.filter(
         pl.col("word").str.contains(r"\d")
         & pl.col("word").str.contains(r"\p{L}")
         & ~pl.col("word").str.contains(NUMBER_WITH_UNIT)  # a size or an ordinal (16gb, 4th): not a model
     )
-    return _number_rows(code["row"], code["word"].str.replace_all(r"\D+", ""), n)
+    return _keyed_rows(code["row"], code["word"], n)
 
 
 def size_numbers(values: pl.Series) -> sp.csr_matrix:
@@ -414,12 +421,12 @@ def size_numbers(values: pl.Series) -> sp.csr_matrix:
         .explode("scale")
         .select("row", (pl.col("number") * pl.col("scale")).round(2).cast(pl.String).alias("gigabytes"))
     )
-    return _number_rows(sizes["row"], sizes["gigabytes"], values.len())
+    return _keyed_rows(sizes["row"], sizes["gigabytes"], values.len())
 
 
-def _number_rows(rows: pl.Series, numbers: pl.Series, n: int) -> sp.csr_matrix:
-    """A 0/1 matrix: row ``rows[i]`` holds ``numbers[i]`` (one column per distinct number)."""
-    columns = dense_ids(numbers).astype(np.int64) - 1 if numbers.len() else np.empty(0, np.int64)
+def _keyed_rows(rows: pl.Series, keys: pl.Series, n: int) -> sp.csr_matrix:
+    """A 0/1 matrix: row ``rows[i]`` holds ``keys[i]`` (one column per distinct key: a code, a size)."""
+    columns = dense_ids(keys).astype(np.int64) - 1 if keys.len() else np.empty(0, np.int64)
     width = int(columns.max()) + 1 if len(columns) else 1
     matrix = sp.csr_matrix(
         (np.ones(len(columns), np.float32), (rows.to_numpy().astype(np.int64), columns)), shape=(n, width)
@@ -431,7 +438,7 @@ def _number_rows(rows: pl.Series, numbers: pl.Series, n: int) -> sp.csr_matrix:
 
 def codes_differ(codes: sp.csr_matrix, left: np.ndarray, right: np.ndarray, long: np.ndarray) -> np.ndarray:
     """Per pair: two long text values (``long``: ``LONG_TEXT_WORDS`` words each) that both name
-    a model or part number and share none (``codes``: ``code_numbers``), or a size
+    a model or part number and share none (``codes``: ``model_codes``), or a size
     (``size_numbers``).
 
     In a product's title one differing model number says more than every shared word: two

@@ -125,14 +125,14 @@ def test_statistics_of_some_rows_weigh_them_as_the_statistics_of_all_do() -> Non
 
 
 def test_long_titles_naming_different_model_numbers_or_sizes_differ_and_spellings_of_one_do_not() -> None:
-    from dedup.frequencies import code_numbers, codes_differ, size_numbers
+    from dedup.frequencies import codes_differ, model_codes, size_numbers
 
     titles = pl.Series(
         [
             "sony bravia s series kdl 46s4100 46 lcd tv kdl46s4100",  # 0
             "sony bravia xbr series kdl 46xbr6 46 lcd tv kdl46xbr6",  # 1: another model
-            "frigidaire 24 white built in dishwasher fdb130wh",  # 2
-            "frigidaire fdb130rgs 24 built in dishwasher white",  # 3: one model, another colour
+            "whirlpool 24 built in dishwasher du1055bk black",  # 2
+            "whirlpool 24 built in dishwasher du1055ss stainless",  # 3: the same digits, another product
             "sony bravia 46 lcd tv",  # 4: names no model number
             "e.rogers3@hopkins.org",  # 5: short values: a typo is what differs there
             "e.rogers4@hopkins.org",  # 6
@@ -143,15 +143,17 @@ def test_long_titles_naming_different_model_numbers_or_sizes_differ_and_spelling
             "verbatim store n go 3.0 128gb black",  # 11: the size of 9, written whole
             "sandisk cruzer blade 2.0 usb",  # 12: numbers, but neither a model nor a size
             "sandisk cruzer blade 3.0 usb",  # 13
+            "sony turntable ps lx350h belt drive",  # 14: the code of 15, its hyphen made a space
+            "sony belt drive turntable pslx350h black",  # 15
         ]
     )
     found = words(titles)
-    models, sizes = code_numbers(found, titles.len()), size_numbers(titles)
-    left, right = np.array([0, 2, 0, 5, 0, 7, 9, 9, 12]), np.array([1, 3, 4, 6, 0, 8, 10, 11, 13])
+    models, sizes = model_codes(found, titles.len()), size_numbers(titles)
+    left, right = np.array([0, 2, 0, 5, 0, 7, 9, 9, 12, 14]), np.array([1, 3, 4, 6, 0, 8, 10, 11, 13, 15])
     count = found.group_by("row").len().sort("row")["len"].to_numpy()
     long = np.minimum(count[left], count[right]) >= 4
     differ = codes_differ(models, left, right, long) | codes_differ(sizes, left, right, long)
-    assert differ.tolist() == [True, False, False, False, False, True, True, False, False]
+    assert differ.tolist() == [True, True, False, False, False, True, True, False, False, False]
 
 
 def test_sizes_are_read_in_one_unit_and_speeds_and_caches_are_no_sizes() -> None:
