@@ -127,12 +127,14 @@ def headroom(name: str, seed: int, work: Path) -> None:
         clusters = pl.DataFrame({idc: ids, "cluster_id": pl.Series(labels).cast(pl.String)})
         return scores(data.table[idc], data.table[data.truth_column], clusters, idc)
 
+    def shifted(weights: np.ndarray, shift: float) -> np.ndarray:
+        """The clusters, as ``dedup run`` makes them, with every weight ``shift`` bits higher."""
+        probability = 1.0 / (1.0 + np.exp2(-(weights + shift)))
+        return cluster_labels(len(ids), left, right, probability, config.threshold, config.clustering)
+
     clustered = {}  # per shift
     for shift in SHIFTS:
-        probability = 1.0 / (1.0 + np.exp2(-(weight + shift)))
-        labels = clustered[shift] = cluster_labels(
-            len(ids), left, right, probability, config.threshold, config.clustering
-        )
+        labels = clustered[shift] = shifted(weight, shift)
         result = scored(labels)
         mark = "  (as run)" if shift == 0 else ""
         print(
@@ -145,11 +147,7 @@ def headroom(name: str, seed: int, work: Path) -> None:
         + ", ".join(f"{n} perfect matches {scored(joined[n])['f1']:.3f}" for n in ANSWERS if n in joined)
     )
     corrected = corrected_by_truth(pairs, same)
-    line = []
-    for shift in SHIFTS:
-        probability = 1.0 / (1.0 + np.exp2(-(corrected + shift)))
-        labels = cluster_labels(len(ids), left, right, probability, config.threshold, config.clustering)
-        line.append((shift, scored(labels)))
+    line = [(shift, scored(shifted(corrected, shift))) for shift in SHIFTS]
     at, best = next(r for s, r in line if s == 0.0), max(line, key=lambda r: r[1]["f1"])
     print(
         f"  correction from every truth: cluster pair-F1 {at['f1']:.3f} (P {at['precision']:.3f} "
