@@ -263,7 +263,7 @@ def splink_settings(name: str) -> dict:
                 cl.ArrayIntersectAtSizes("name_tokens", [4, 2, 1]),
                 jw("name", [0.9, 0.8]),
                 cl.ArrayIntersectAtSizes("description_tokens", [4, 2, 1]),
-                cl.ExactMatch("price"),
+                price_comparison(),
                 cl.ExactMatch("manufacturer").configure(**tf),
             ],
             "predict": [block_on("name_rare", arrays_to_explode=["name_rare"]), block_on("substr(name,1,10)")],
@@ -282,7 +282,7 @@ def splink_settings(name: str) -> dict:
             "comparisons": [
                 cl.ArrayIntersectAtSizes("name_tokens", [4, 2, 1]),
                 jw("name", [0.9, 0.8]),
-                cl.ExactMatch("price"),
+                price_comparison(),
                 cl.ExactMatch("brand").configure(**tf),
                 cl.ArrayIntersectAtSizes("description_tokens", [4, 2, 1]),
                 cl.ExactMatch("category").configure(**tf),
@@ -297,6 +297,17 @@ def splink_settings(name: str) -> dict:
 RARE_TOKEN_RECORDS = 20  # token blocking keeps words found in at most this many records
 
 
+def price_comparison():
+    """Prices as Splink's docs compare amounts: exact, then within 5% and 20% of the larger
+    (``PercentageDifferenceLevel``), on the number dedup reads (``number`` fields)."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    levels = [cll.NullLevel("price"), cll.ExactMatchLevel("price")]
+    levels += [cll.PercentageDifferenceLevel("price", share) for share in (0.05, 0.2)]
+    return cl.CustomComparison(output_column_name="price", comparison_levels=[*levels, cll.ElseLevel()])
+
+
 def splink_input(data: Dataset) -> pl.DataFrame:
     """The records as Splink gets them: dedup's normalised values (same cleaning for both tools),
     plus word-token arrays for text fields, the rarer tokens for exploding blocking rules, and each
@@ -309,6 +320,8 @@ def splink_input(data: Dataset) -> pl.DataFrame:
         pl.col(data.id_column).cast(pl.String).alias("unique_id"),
         *(normalise_expr(f, kind) for f, kind in config.fields.items()),
     )
+    numbers = [f for f, kind in config.fields.items() if kind.value == "number"]
+    frame = frame.with_columns(pl.col(numbers).cast(pl.Float64))  # amounts compared as numbers
     for field, kind in config.fields.items():
         if kind.value == "text":
             tokens = (

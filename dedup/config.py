@@ -33,6 +33,9 @@ class FieldKind(StrEnum):
     date: dates in any layout; compared digit by digit (day/month swaps, digit typos).
     category: a small closed set (state, gender); the whole value is one token.
     code: identifiers made of digits or symbols (postcode, phone, ssn); position matters.
+    number: an amount (price, length, weight, year of a release): the first number in the value,
+        compared by how far apart the two numbers are relative to the larger (1% apart is close
+        whatever the digits look like), as Splink's percentage-difference comparison does.
     """
 
     name = "name"
@@ -40,6 +43,7 @@ class FieldKind(StrEnum):
     date = "date"
     category = "category"
     code = "code"
+    number = "number"
 
 
 class KeyExpression(BaseModel):
@@ -306,9 +310,11 @@ def default_passes(fields: dict[str, FieldKind]) -> tuple[BlockingPass, ...]:
     - each date and code field exactly (dates of birth, phones, ids);
     - each text field by its rarest words (``TokenPass``): long text rarely agrees whole;
     - the 10 nearest neighbours of every record by its learned field embeddings.
-    Categories get no pass of their own (a handful of values make huge blocks). A default pass
-    that would make more than ``DEFAULT_PAIRS_PER_RECORD`` pairs per record on the data (or
-    more than ``blocking_max_pairs``) is skipped with a warning and reported.
+    Categories and numbers get no pass of their own (a handful of values make huge blocks; one
+    price is shared by unrelated products, and two listings of one product often differ in
+    price). A default pass that would make more than ``DEFAULT_PAIRS_PER_RECORD`` pairs per
+    record on the data (or more than ``blocking_max_pairs``) is skipped with a warning and
+    reported.
     """
     names = [f for f, k in fields.items() if k is FieldKind.name]
     dates = [f for f, k in fields.items() if k is FieldKind.date]

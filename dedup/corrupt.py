@@ -42,6 +42,8 @@ OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
     FieldKind.date: (("substitute", 3), ("transpose", 2), ("swap_day_month", 2), ("misread_digits", 1)),
     FieldKind.code: (("substitute", 3), ("transpose", 2), ("delete", 1), ("insert", 1), ("misread", 1)),
     FieldKind.category: (("substitute", 1), ("delete", 1), ("insert", 1)),
+    # an amount's typos are rare beside the differences between two sources' figures (``jitter``)
+    FieldKind.number: (("keep", 12), ("substitute", 1), ("transpose", 1), ("delete", 1), ("insert", 1)),
 }
 SECOND_EDIT = 0.3
 SPACE = ord(" ")
@@ -61,6 +63,7 @@ WORD_EDITS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
     FieldKind.date: (("short_year", 1),),
     FieldKind.code: (),
     FieldKind.category: (),
+    FieldKind.number: (("jitter", 1),),
 }
 WORD_EDIT_SHARE: dict[FieldKind, float] = {
     FieldKind.name: 0.25,
@@ -68,7 +71,9 @@ WORD_EDIT_SHARE: dict[FieldKind, float] = {
     FieldKind.date: 0.1,
     FieldKind.code: 0.0,
     FieldKind.category: 0.0,
+    FieldKind.number: 0.8,
 }
+JITTER = 0.15  # spread (natural log) of the factor ``jitter`` multiplies an amount by
 # characters a reader or an OCR engine takes for one another (both directions): letters for
 # letters in names, digits for digits in dates, and across the two in codes and text
 LETTER_MISREADS = ("ce", "uv", "nm", "hn", "ao", "il", "ec", "rn", "bh", "gq", "yv")
@@ -206,6 +211,22 @@ def _number_format(values: pl.Series, rng: np.random.Generator, pool: pl.Series)
     return out.alias(values.name)
 
 
+def _jitter(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
+    """A number as another source gives it: times a factor around 1 (log-normal, ``JITTER``),
+    to the value's own decimals (a price of one product in two shops, a length rounded
+    otherwise); values that hold no number stay as they are."""
+    from dedup.normalise import number_expr  # normalise imports the config only; kept local like to_codepoints
+
+    number = values.to_frame("v").select(number_expr(pl.col("v"))).to_series()
+    factor = np.exp(rng.normal(0.0, JITTER, size=values.len()))
+    original = number.to_numpy()
+    decimals = np.nan_to_num(original) % 1 != 0  # whole amounts stay whole
+    moved = original * factor
+    moved = np.where(decimals, np.round(moved, 2), np.round(moved))
+    out = pl.Series(moved).cast(pl.String)
+    return pl.select(pl.when(number.is_not_null()).then(out).otherwise(values)).to_series().alias(values.name)
+
+
 def _nickname(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.Series:
     """Known first names to their nickname and back ('william' <-> 'bill'); others unchanged."""
     from dedup.synth_names import NICKNAMES
@@ -229,6 +250,7 @@ _WORD_EDITS = {
     "abbreviate": _abbreviate,
     "insert_words": _insert_words,
     "number_format": _number_format,
+    "jitter": _jitter,
     "nickname": _nickname,
     "short_year": _short_year,
 }
@@ -407,6 +429,7 @@ def _initial_edit(codes, lengths, rng):
 
 
 _EDITS = {
+    "keep": lambda codes, lengths, rng: (codes, lengths),
     "substitute": _substitute,
     "delete": _delete,
     "insert": _insert,

@@ -44,6 +44,7 @@ TOKEN_SPECS: dict[FieldKind, TokenSpec] = {
     FieldKind.date: TokenSpec(positional=(1, 2)),
     FieldKind.code: TokenSpec(ngrams=(2,), positional=(1, 2)),
     FieldKind.category: TokenSpec(ngrams=(2, 3), whole=True),
+    FieldKind.number: TokenSpec(ngrams=(2,), positional=(1, 2)),
 }
 
 

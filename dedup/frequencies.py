@@ -67,6 +67,7 @@ class FieldStatistics:
     exact_u: dict[str, float] | None = None  # per field: chance two random records agree exactly
     codes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``model_codes``
     sizes: dict[str, sp.csr_matrix] = dataclass_field(default_factory=dict)  # text fields: ``size_numbers``
+    numbers: dict[str, np.ndarray] = dataclass_field(default_factory=dict)  # number fields: each record's, NaN if none
 
     @property
     def records(self) -> int:
@@ -82,6 +83,7 @@ class FieldStatistics:
             self.exact_u,
             {f: matrix[rows] for f, matrix in self.codes.items()},
             {f: matrix[rows] for f, matrix in self.sizes.items()},
+            {f: values[rows] for f, values in self.numbers.items()},
         )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -99,13 +101,17 @@ class FieldStatistics:
                     m = table[f]
                     arrays |= {f"{name}_indices.{j}": m.indices, f"{name}_indptr.{j}": m.indptr}
                     arrays[f"{name}_shape.{j}"] = np.asarray(m.shape, dtype=np.int64)
+            if f in self.numbers:
+                arrays[f"number.{j}"] = self.numbers[f]
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], fields: list[str]) -> FieldStatistics:
-        ids, freq, tokens, codes, sizes = {}, {}, {}, {}, {}
+        ids, freq, tokens, codes, sizes, numbers = {}, {}, {}, {}, {}, {}
         for j, f in enumerate(fields):
             ids[f], freq[f] = arrays[f"ids.{j}"], arrays[f"freq.{j}"]
+            if f"number.{j}" in arrays:
+                numbers[f] = arrays[f"number.{j}"]
             if f"tok_data.{j}" in arrays:
                 shape = tuple(int(x) for x in arrays[f"tok_shape.{j}"])
                 tokens[f] = sp.csr_matrix(
@@ -116,7 +122,7 @@ class FieldStatistics:
                     indices, shape = arrays[f"{name}_indices.{j}"], tuple(int(x) for x in arrays[f"{name}_shape.{j}"])
                     ones = np.ones(len(indices), dtype=np.float32)
                     table[f] = sp.csr_matrix((ones, indices, arrays[f"{name}_indptr.{j}"]), shape=shape)
-        return cls(ids, freq, tokens, codes=codes, sizes=sizes)
+        return cls(ids, freq, tokens, codes=codes, sizes=sizes, numbers=numbers)
 
 
 def field_statistics(
@@ -134,7 +140,7 @@ def field_statistics(
     words the rows' joins may make (``dedup.word_counts``: an update's, from the master's
     stored counts), instead of counting every record's words again.
     """
-    ids, freq, tokens, vocabulary, exact_u, codes, sizes = {}, {}, {}, {}, {}, {}, {}
+    ids, freq, tokens, vocabulary, exact_u, codes, sizes, numbers = {}, {}, {}, {}, {}, {}, {}, {}
     chosen = None if rows is None else chosen_counts(normalised.select(list(config.fields)), rows)
 
     def count(field: str, kind: FieldKind) -> None:
@@ -145,6 +151,9 @@ def field_statistics(
         else:  # only the rows' values are counted (over every record); exact_u is the fit's, not needed
             ids[field], counts = chosen[field]
             freq[field] = others_holding(counts, np.array([float(values.len() - values.null_count())]))
+        if kind is FieldKind.number:  # normalised to the number's float: read it back
+            chosen_values = values if rows is None else values.gather(rows)
+            numbers[field] = chosen_values.cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
         if kind in TOKEN_KINDS:
             if rows is None:
                 split = _split(values)  # once: the counts and the vectors read the same words
@@ -167,8 +176,10 @@ def field_statistics(
     list(map_side_by_side(count, config.fields, config.fields.values()))
     order = list(config.fields)  # each field's statistics in config order, whichever finished first
     ids, freq, exact_u = ({f: d[f] for f in order if f in d} for d in (ids, freq, exact_u))
-    tokens, vocabulary, codes, sizes = ({f: d[f] for f in order if f in d} for d in (tokens, vocabulary, codes, sizes))
-    return FieldStatistics(ids, freq, tokens, vocabulary, exact_u if rows is None else None, codes, sizes)
+    tokens, vocabulary, codes, sizes, numbers = (
+        {f: d[f] for f in order if f in d} for d in (tokens, vocabulary, codes, sizes, numbers)
+    )
+    return FieldStatistics(ids, freq, tokens, vocabulary, exact_u if rows is None else None, codes, sizes, numbers)
 
 
 def exact_agreement(values: pl.Series) -> float:
@@ -204,6 +215,19 @@ def dense_ids(values: pl.Series, uniques: pl.Series | None = None) -> np.ndarray
     positions = pl.DataFrame({"value": uniques}).with_row_index("id", offset=1)
     found = values.alias("value").to_frame().join(positions, on="value", how="left", maintain_order="left")
     return found["id"].fill_null(0).to_numpy().astype(np.int32)
+
+
+def number_closeness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 - |a - b| / max(|a|, |b|) per pair of numbers, in [0, 1] (1 for equal numbers, 0 for
+    opposite signs); NaN where either is NaN. What a price or a length's agreement is read on:
+    59.99 and 61.00 are close (0.98), 399 and 39.9 are not (0.1), however alike their digits."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    scale = np.maximum(np.abs(a), np.abs(b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        closeness = 1.0 - np.abs(a - b) / scale
+    closeness = np.where(scale == 0, 1.0, np.clip(closeness, 0.0, 1.0))
+    closeness[np.isnan(a) | np.isnan(b)] = np.nan
+    return closeness.astype(np.float32)
 
 
 def value_counts(values: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,13 +28,14 @@ from dedup.blocking import (
     with_neighbours,
 )
 from dedup.combiner import Combiner
-from dedup.config import DedupConfig, TrainingConfig, config_to_yaml, parse_config
+from dedup.config import DedupConfig, FieldKind, TrainingConfig, config_to_yaml, parse_config
 from dedup.corrupt import corrupt_values
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, to_codepoints, tokenise
 from dedup.errors import ModelError
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
-from dedup.frequencies import FieldStatistics, field_statistics, value_pair_similarity
+from dedup.frequencies import FieldStatistics, field_statistics, number_closeness, value_pair_similarity
 from dedup.io import replace_directory
+from dedup.normalise import number_expr
 from dedup.scoring import compare_pairs, embed_records
 from dedup.threads import map_side_by_side
 from dedup.training import drawn_rows, examples_of, train_encoder
@@ -470,6 +471,8 @@ def synthetic_duplicate_evidence(
             a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets, trim=True)), field)
             b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets, trim=True)), field)
             column = (a * b).sum(dim=1).numpy()
+            if kind is FieldKind.number:  # read as ``compare_pairs`` reads it: the numbers' closeness
+                column = number_closeness(*(number_of(v).to_numpy() for v in (values, _strings(c2, width))))
             missing = (lengths == 0) | (l2 == 0)
             same = ~edit & ~missing
             column[missing] = np.nan
@@ -478,12 +481,22 @@ def synthetic_duplicate_evidence(
             ids = statistics.value_ids[field][rows]
             frequency[same, j] = statistics.frequency[field][ids[same]]
             if statistics.vocabulary and field in statistics.vocabulary:
-                copies = pl.Series(np.ascontiguousarray(c2).view(f"<U{width}").ravel(), dtype=pl.String)
+                copies = _strings(c2, width)
                 tokens[:, j] = value_pair_similarity(values, copies, statistics.vocabulary[field])
                 tokens[missing, j] = np.nan
                 counted = np.minimum(values.str.split(" ").list.len().fill_null(0).to_numpy(), count_words_of(copies))
                 long[:, j] = counted >= LONG_TEXT_WORDS
     return PairEvidence(sims, tokens, exact, frequency, long, differ)
+
+
+def _strings(codes: np.ndarray, width: int) -> pl.Series:
+    """Codepoint rows (``to_codepoints``' layout) back to strings."""
+    return pl.Series(np.ascontiguousarray(codes).view(f"<U{width}").ravel(), dtype=pl.String)
+
+
+def number_of(values: pl.Series) -> pl.Series:
+    """Normalised number values (or corrupted copies of them) as floats, NaN where none reads."""
+    return values.to_frame("v").select(number_expr(pl.col("v")).fill_null(np.nan)).to_series()
 
 
 def count_words_of(values: pl.Series) -> np.ndarray:

@@ -38,7 +38,42 @@ def normalise_expr(column: str, kind: FieldKind) -> pl.Expr:
         expr = expr.str.replace_all(r"[^\p{L}\p{N}]", "")
     elif kind is FieldKind.category:
         expr = expr.str.replace_all(r"[^\p{L}\p{N}]+", " ")
+    elif kind is FieldKind.number:
+        return number_expr(expr).cast(pl.String).alias(column)
     return _tidy(expr).alias(column)
+
+
+# a number as people write it: digits grouped by commas, dots, spaces or apostrophes, a decimal part
+NUMBER = r"-?\d+(?:[,.' \u2019]\d{3})*(?:[.,]\d+)?"
+
+
+def number_expr(text: pl.Expr) -> pl.Expr:
+    """The first number in each value, as a float (null where there is none).
+
+    ``$1,299.00``, ``1.299,00 EUR``, ``1 299,00`` and ``1299`` are one number. A value with both
+    a comma and a dot takes the later as the decimal mark; a lone comma before exactly three
+    digits groups thousands (``1,299``), otherwise it is the decimal mark (``59,99``); a lone
+    dot is the decimal mark unless it groups more than one block of three (``1.299.000``).
+    """
+    found = text.str.extract(NUMBER, 0).str.replace_all(r"[' \u2019]", "")
+    comma, dot = found.str.contains(",", literal=True), found.str.contains(".", literal=True)
+    comma_decimal = found.str.contains(r"\..*,")  # both, the comma later: 1.299,00
+    grouped_commas = found.str.contains(r"^-?[1-9]\d{0,2}(,\d{3})+$")
+    grouped_dots = found.str.contains(r"^-?[1-9]\d{0,2}(\.\d{3}){2,}$")
+    plain = (
+        pl.when(comma & dot & comma_decimal)
+        .then(found.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True))
+        .when(comma & dot)
+        .then(found.str.replace_all(",", "", literal=True))
+        .when(comma & grouped_commas)
+        .then(found.str.replace_all(",", "", literal=True))
+        .when(comma)
+        .then(found.str.replace(",", ".", literal=True))
+        .when(dot & grouped_dots)
+        .then(found.str.replace_all(".", "", literal=True))
+        .otherwise(found)
+    )
+    return plain.cast(pl.Float64, strict=False)
 
 
 def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
@@ -58,6 +93,24 @@ def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame
 
 READ_AS_TEXT = (FieldKind.name, FieldKind.code, FieldKind.category)  # kinds a field of free text can be mistaken for
 KIND_SAMPLE = 10_000  # values a field's kind is read on
+
+
+# an amount as a value of its own: a number (thousands grouped or not, one decimal mark) with at
+# most a few non-digits around it ($, EUR, kg)
+AMOUNT = r"^\D{0,4}-?\d{1,3}(?:[,.' ]?\d{3})*(?:[.,]\d{1,2})?\D{0,4}$"
+DECIMALS_OR_CURRENCY = r"[.,]\d{1,2}\D{0,4}$|[$€£¥]"
+AMOUNT_SHARE = 0.95
+
+
+def _amount_share(sample: pl.DataFrame) -> float | None:
+    """The share of ``sample``'s values that are amounts, if they are what the field holds (see
+    ``fields_as_read``), else None."""
+    values = sample["value"].cast(pl.String).str.strip_chars()
+    if values.len() == 0:
+        return None
+    share = float(values.str.contains(AMOUNT).mean())
+    decimals = float(values.str.contains(DECIMALS_OR_CURRENCY).mean())
+    return share if share >= AMOUNT_SHARE and decimals >= 0.5 else None
 
 
 def _empty(present: pl.DataFrame, kind: FieldKind) -> bool:
@@ -81,6 +134,13 @@ def fields_as_read(records: pl.DataFrame, config: DedupConfig, origin: str) -> t
       Abt-Buy 0.054, SIGMOD X1 0.285, X2 0.082; declared ``code`` (spaces dropped) 0.013, 0.205,
       0.072. Person and place names, phone numbers, postcodes and prices hold fewer words with
       letters (digit groups are not counted); dates are never read otherwise.
+    - Such a field whose values are amounts (``AMOUNT``: all but ``1 - AMOUNT_SHARE`` of them a
+      number with at most a currency or unit around it, half of them or more with decimals or a
+      currency sign) holds prices or measures: it is read as ``number``, compared by how far
+      apart the numbers are, not digit by digit. Phone numbers, postcodes and ids are whole
+      numbers, so they stay codes. Declared ``code``, prices are compared as strings (59.99 and
+      59.90 close, 59.99 and 61.00 not) and blocked on exactly (SIGMOD X2: 5,448 candidate
+      pairs, 41 of them true).
     """
     kinds, notes = dict(config.fields), []
     for field, kind in config.fields.items():
@@ -93,6 +153,15 @@ def fields_as_read(records: pl.DataFrame, config: DedupConfig, origin: str) -> t
             notes.append(f"fields.{field}: null in every row, so it tells nothing: left out of the comparison")
             continue
         if kind not in READ_AS_TEXT:
+            continue
+        amounts = _amount_share(sample)
+        if amounts is not None:
+            kinds[field] = FieldKind.number
+            notes.append(
+                f"fields.{field}: declared {kind.value}, but {amounts:.0%} of its values are amounts with "
+                "decimals or a currency: read as number (compared by how far apart they are); declare it "
+                "number to silence this"
+            )
             continue
         values = sample.select(normalise_expr("value", FieldKind.name)).to_series().drop_nulls()
         words = values.str.count_matches(r"\S*\p{L}\S*").median()

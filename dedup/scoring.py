@@ -19,7 +19,7 @@ from dedup.blocking import CandidatePairs
 from dedup.combiner import Combiner
 from dedup.encoder import FieldEmbeddings, SiameseEncoder, encode_values
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
-from dedup.frequencies import FieldStatistics, codes_differ, token_similarity
+from dedup.frequencies import FieldStatistics, codes_differ, number_closeness, token_similarity
 from dedup.progress import progress
 from dedup.threads import map_side_by_side
 
@@ -84,6 +84,9 @@ def compare_pairs(
         same = (a == b) & (a > 0)
         exact[:, j] = same
         frequency[same, j] = statistics.frequency[f][a[same]]
+        if f in statistics.numbers:  # an amount: how far apart, not how alike its digits read
+            numbers = statistics.numbers[f]
+            sims[:, j] = number_closeness(numbers[left], numbers[right])
         sims[same, j] = 1.0  # equal values embed equally; say so exactly
         if f in statistics.tokens:
             matrix = statistics.tokens[f]
@@ -112,7 +115,8 @@ def score_pairs(
     """The pairs table users read (``ids``: the id of every record, by row position).
 
     Per pair: ids, ``match_probability``, ``match_weight`` (log2 odds), per field ``sim_<f>`` (cosine
-    of the embeddings, 1 for equal values, null if either value is missing), for text fields
+    of the embeddings, for number fields ``number_closeness``; 1 for equal values, null if either
+    value is missing), for text fields
     ``tok_<f>`` (IDF-weighted word cosine), ``bf_<f>`` (that field's contribution to the log2
     odds, 0 for nulls), and the blocking pass. ``match_weight`` = the combiner's prior weight
     (``report.json``: ``prior_weight_bits``) + the sum of the ``bf_`` columns, except that records

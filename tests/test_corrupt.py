@@ -70,3 +70,21 @@ def test_misreads_stay_within_letters_for_names_and_digits_for_dates() -> None:
     dates, date_lengths = to_codepoints(pl.Series(["19870512"] * 100), 8)
     out, _ = misread(dates, date_lengths, rng, "digits")
     assert all(value.isdigit() for value in np.ascontiguousarray(out).view("<U8").ravel())
+
+
+def test_numbers_move_by_a_few_percent_and_keep_their_decimals() -> None:
+    """A number's copy is what another source gives for the same amount: near it, rarely a
+    typo, whole amounts stay whole, and a value holding no number is left alone."""
+    from dedup.corrupt import _jitter, corrupt_values
+
+    values = pl.Series(["399.0", "52.99", None, "abc"] * 250)
+    jittered = _jitter(values, np.random.default_rng(0), values)
+    assert jittered[2] is None and jittered[3] == "abc"
+    moved = jittered.gather(np.arange(0, 1000, 4)).cast(pl.Float64).to_numpy()
+    assert (moved % 1 == 0).all()  # 399.0 stays whole
+    ratio = moved / 399.0
+    assert 0.1 < np.median(np.abs(np.log(ratio))) < 0.15 and (ratio != 1).mean() > 0.9
+    codes, lengths = corrupt_values(values, FieldKind.number, np.random.default_rng(1), 12)
+    copies = pl.Series(_text(codes, lengths)).gather(np.arange(1, 1000, 4)).cast(pl.Float64, strict=False)
+    within = ((copies / 52.99 - 1).abs() < 0.5).mean()
+    assert 0.7 < within < 1.0  # most are near; a few took a typo or kept their value

@@ -68,13 +68,13 @@ class Case:
 SCALARS = {
     "u8": (repeat([1, 2, 3]), pl.UInt8, "code"),
     "i64": (repeat([10**12, -5, 0]), pl.Int64, "code"),
-    "f64": (repeat([1.5, float("nan"), None, 2.25]), pl.Float64, "code"),
+    "f64": (repeat([1.5, float("nan"), None, 2.25]), pl.Float64, "number"),
     "flag": (repeat([True, False, None]), pl.Boolean, "category"),
     "day": (repeat([dt.date(2020, 1, 2), dt.date(1999, 12, 31)]), pl.Date, "date"),
     "stamp": (repeat([dt.datetime(2020, 1, 2, 3, 4, 5)]), pl.Datetime("us", "Europe/Paris"), "date"),
     "clock": (repeat([dt.time(3, 4, 5), dt.time(23, 59)]), pl.Time, "code"),
     "wait": (repeat([dt.timedelta(days=1), dt.timedelta(seconds=5)]), pl.Duration("ms"), "code"),
-    "price": (repeat([decimal.Decimal("1.50"), decimal.Decimal("20.00")]), pl.Decimal(10, 2), "code"),
+    "price": (repeat([decimal.Decimal("1.50"), decimal.Decimal("20.00")]), pl.Decimal(10, 2), "number"),
     "colour": (repeat(["red", "blue", None]), pl.Categorical, "category"),
 }
 

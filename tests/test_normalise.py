@@ -26,6 +26,23 @@ def test_dates_keep_digits_and_codes_drop_spaces() -> None:
     assert _norm(["SW1A 1AA", "2119"], FieldKind.code) == ["sw1a1aa", "2119"]
 
 
+def test_numbers_are_read_as_people_write_them() -> None:
+    """Currency signs, units and the grouping of thousands do not change a number; the decimal
+    mark is read from the layout; a value without a number is null."""
+    values = ["$1,299.00", "1.299,00 EUR", "1 299,00", "1299", "59,99", "0.125", "1.299.000", "-4.5 kg"]
+    assert _norm(values, FieldKind.number) == [
+        "1299.0",
+        "1299.0",
+        "1299.0",
+        "1299.0",
+        "59.99",
+        "0.125",
+        "1299000.0",
+        "-4.5",
+    ]
+    assert _norm(["n/a", "  ", None, "about 12 items"], FieldKind.number) == [None, None, None, "12.0"]
+
+
 def test_text_keeps_email_punctuation() -> None:
     assert _norm(["Rob.Smith@Example.COM", "12, Main   St."], FieldKind.text) == [
         "rob.smith@example.com",
@@ -69,6 +86,39 @@ def test_a_field_holding_titles_is_read_as_text() -> None:
     declared = parse_config("id_column: id\nfields:\n  person: name\n  title: text\n")
     unchanged, none = fields_as_read(records, declared, "in.parquet")
     assert none == [] and unchanged is declared
+
+
+def test_a_field_holding_prices_is_read_as_numbers_and_phones_and_postcodes_stay_codes() -> None:
+    """Prices declared ``code`` or ``category`` are read as ``number`` (with a note, and without
+    a blocking pass on them); whole numbers (phones, postcodes, ids) and dates keep their kinds."""
+    records = pl.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "price": ["$399.00", "$1,299.00", None, "$49.99"],
+            "eur": ["59,99 €", "12,00 €", "8,50 €", "1.299,00 €"],
+            "raw": ["59.0", "5290.0", "6.99", "13.99"],
+            "phone": ["5551234", "5559876", "5550000", None],
+            "zip": ["02139", "94110", "10001", "60614"],
+            "when": ["12.05.2020", "01.01.1999", "03.03.2003", None],
+        }
+    )
+    kinds = "  price: code\n  eur: category\n  raw: code\n  phone: code\n  zip: code\n  when: code\n"
+    read, notes = fields_as_read(records, parse_config(f"id_column: id\nfields:\n{kinds}"), "in.parquet")
+    number = FieldKind.number
+    assert read.fields == {
+        "price": number,
+        "eur": number,
+        "raw": number,
+        **{f: FieldKind.code for f in ("phone", "zip", "when")},
+    }
+    assert [n.split(",")[0] for n in notes] == [
+        "fields.price: declared code",
+        "fields.eur: declared category",
+        "fields.raw: declared code",
+    ]
+    assert all("read as number" in n for n in notes)
+    assert not any("price" in p.name or "raw" in p.name for p in read.passes)  # amounts get no default pass
+    assert "block(phone)" in [p.name for p in read.passes]
 
 
 def test_a_field_null_in_every_row_is_left_out_and_no_field_left_is_an_error() -> None:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -210,19 +211,28 @@ def test_products_naming_different_model_numbers_stay_apart(tmp_path: Path) -> N
     assert name.field == "name" and name.codes_differ and name.bits < 0 < name.similarity
     assert "different model numbers" in format_explanation(explained)
     assert not explain_pair(out, "34864", "208294717").fields[0].codes_differ  # one model, two shops
+    # the prices ($ and thousands in Abt's listings, plain in Buy's) are compared as amounts
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    price = dict(pl.read_parquet(root / "benchmarks/data/abtbuy.parquet").select("id", "price").iter_rows())
+    amount = {k: float(v.replace("$", "").replace(",", "")) if v else None for k, v in price.items()}
+    priced = pairs.filter(pl.col("sim_price").is_not_null()).head(500)
+    a = np.array([amount[i] for i in priced["id_l"]])
+    b = np.array([amount[i] for i in priced["id_r"]])
+    assert np.allclose(priced["sim_price"].to_numpy(), 1 - np.abs(a - b) / np.maximum(a, b), atol=1e-5)
+    assert any("$" in price[i] and "," in price[i] for i in priced["id_l"].to_list() + priced["id_r"].to_list())
 
 
 def test_product_titles_declared_as_names_are_read_as_text(tmp_path: Path) -> None:
     """Abt-Buy with every field declared ``name`` (a column called "name" invites it): the
-    titles and descriptions are read as text, and the report says so. Read as names they got
+    titles and descriptions are read as text, the prices as numbers, and the report says so. Read as names they got
     no word evidence and no token blocking: cluster pair-F1 0.04 full size."""
     root = Path(__file__).resolve().parents[1]
     fields = "".join(f"  {f}: name\n" for f in ("name", "description", "price", "manufacturer"))
     config = parse_config(f"id_column: id\nfields:\n{fields}" + TINY_TRAINING)
     out = tmp_path / "out"
     report = run(root / "benchmarks/data/abtbuy.parquet", config, out)
-    assert report["field_kinds"] == {"name": "text", "description": "text", "price": "name", "manufacturer": "name"}
-    assert [w.split(":")[0] for w in report["warnings"]] == ["fields.name", "fields.description"]
+    assert report["field_kinds"] == {"name": "text", "description": "text", "price": "number", "manufacturer": "name"}
+    assert [w.split(":")[0] for w in report["warnings"]] == ["fields.name", "fields.description", "fields.price"]
     assert json.loads((out / "report.json").read_text())["warnings"] == report["warnings"]
     assert any(p["pass"].startswith("tokens(name") for p in report["blocking"])
     truth = tmp_path / "truth.parquet"
