@@ -173,6 +173,37 @@ def test_pair_labels_correct_a_field_the_label_free_fit_over_trusts_and_round_tr
     assert np.array_equal(again.predict_proba(misled), combiner.predict_proba(misled))
 
 
+def test_answers_move_the_boundary_only_as_far_as_the_answered_pairs_and_look_alikes_count_once() -> None:
+    """The queue asks about pairs around the boundary. When they are nearly all matches, the
+    shift brings the boundary down to the lowest answered pair, not past it into pairs no one
+    judged; and ten answers about two groups of look-alike pairs fix no field's scale."""
+    from dedup.combiner import shift_bounds
+
+    rng = np.random.default_rng(3)
+    candidates, _ = population(rng, 1000, 9000)
+    combiner = fitted(rng, candidates, total=1_000_000)
+    weights = combiner.match_weight(candidates)
+    band = np.flatnonzero((weights > -1.0) & (weights < 1.0))
+    asked = rng.choice(band, size=25, replace=False)
+    answers = np.ones(25, bool)
+    answers[0] = False  # 24 of 25 matches: the model is too strict around its boundary
+    lowest, highest = weights[asked].min(), weights[asked].max()
+    assert shift_bounds(weights[asked], 0.0) == pytest.approx((-highest, -lowest))
+    corrected = Combiner.from_dict(combiner.to_dict()).fit_pair_labels(candidates.take(asked), answers)
+    assert 0 < corrected.label_shift_ <= -lowest + 1e-6
+    shifted = Combiner.from_dict(combiner.to_dict())
+    shifted.label_scale_, shifted.label_shift_ = np.ones(3), corrected.label_shift_
+    shifted.label_centre_, shifted.label_slopes_ = corrected.label_centre_, np.zeros_like(corrected.label_slopes_)
+    below = weights < lowest - 0.05
+    assert below.sum() > 1000 and (shifted.predict_proba(candidates)[below] < 0.5).all()  # none judged down there
+    # ten answers about two kinds of pair (each kind's pairs have the same evidence)
+    twins = candidates.take(np.repeat(band[:2], 5))
+    split = np.array([True, True, True, False, False, True, False, False, False, False])
+    taught = Combiner.from_dict(combiner.to_dict()).fit_pair_labels(twins, split)
+    assert taught.label_penalty_ is None or taught.label_penalty_[0] == "shift"
+    assert taught.label_scale_ is None or np.all(taught.label_scale_ == 1.0)
+
+
 def test_a_different_model_number_makes_the_field_different_when_scoring_not_when_fitting() -> None:
     """Two televisions of one series read alike but for their model numbers: scoring puts the
     field at its "different" level, while the label-free fit reads the similarity alone."""
