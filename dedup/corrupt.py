@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from dedup.config import FieldKind
+from dedup.normalise import read_numbers
 
 # (operation, weight) per kind; each value gets one operation, then maybe a second.
 OPERATIONS: dict[FieldKind, tuple[tuple[str, float], ...]] = {
@@ -215,9 +216,7 @@ def _jitter(values: pl.Series, rng: np.random.Generator, pool: pl.Series) -> pl.
     """A number as another source gives it: times a factor around 1 (log-normal, ``JITTER``),
     to the value's own decimals (a price of one product in two shops, a length rounded
     otherwise); values that hold no number stay as they are."""
-    from dedup.normalise import number_expr  # normalise imports the config only; kept local like to_codepoints
-
-    number = values.to_frame("v").select(number_expr(pl.col("v"))).to_series()
+    number = read_numbers(values)
     factor = np.exp(rng.normal(0.0, JITTER, size=values.len()))
     original = number.to_numpy()
     decimals = np.nan_to_num(original) % 1 != 0  # whole amounts stay whole

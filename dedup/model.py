@@ -35,7 +35,7 @@ from dedup.errors import ModelError
 from dedup.evidence import LONG_TEXT_WORDS, PairEvidence
 from dedup.frequencies import FieldStatistics, field_statistics, number_closeness, value_pair_similarity
 from dedup.io import replace_directory
-from dedup.normalise import number_expr
+from dedup.normalise import read_numbers
 from dedup.scoring import compare_pairs, embed_records
 from dedup.threads import map_side_by_side
 from dedup.training import drawn_rows, examples_of, train_encoder
@@ -472,7 +472,8 @@ def synthetic_duplicate_evidence(
             b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets, trim=True)), field)
             column = (a * b).sum(dim=1).numpy()
             if kind is FieldKind.number:  # read as ``compare_pairs`` reads it: the numbers' closeness
-                column = number_closeness(*(number_of(v).to_numpy() for v in (values, _strings(c2, width))))
+                amounts = (read_numbers(v).fill_null(np.nan).to_numpy() for v in (values, _strings(c2, width)))
+                column = number_closeness(*amounts)
             missing = (lengths == 0) | (l2 == 0)
             same = ~edit & ~missing
             column[missing] = np.nan
@@ -492,11 +493,6 @@ def synthetic_duplicate_evidence(
 def _strings(codes: np.ndarray, width: int) -> pl.Series:
     """Codepoint rows (``to_codepoints``' layout) back to strings."""
     return pl.Series(np.ascontiguousarray(codes).view(f"<U{width}").ravel(), dtype=pl.String)
-
-
-def number_of(values: pl.Series) -> pl.Series:
-    """Normalised number values (or corrupted copies of them) as floats, NaN where none reads."""
-    return values.to_frame("v").select(number_expr(pl.col("v")).fill_null(np.nan)).to_series()
 
 
 def count_words_of(values: pl.Series) -> np.ndarray:

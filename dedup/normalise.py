@@ -76,6 +76,11 @@ def number_expr(text: pl.Expr) -> pl.Expr:
     return plain.cast(pl.Float64, strict=False)
 
 
+def read_numbers(values: pl.Series) -> pl.Series:
+    """``number_expr`` of every value of a series (Float64, null where no number reads)."""
+    return values.to_frame("v").select(number_expr(pl.col("v"))).to_series()
+
+
 def normalise_fields(records: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
     """One normalised string column per configured field, in input row order.
 
