@@ -227,6 +227,33 @@ def test_a_different_model_number_makes_the_field_different_when_scoring_not_whe
     assert combiner.levels(both)[1, 0] == EXACT_LEVEL
 
 
+def test_u_counts_the_pairs_naming_other_models_where_scoring_puts_them() -> None:
+    """One shop's siblings (alike titles, other model numbers) sit at the "different" level when
+    scoring, so they must not count in u at their words' level: there a pair of one model
+    would get too few bits. The prior, fitted on the similarities alone, stays as it was."""
+    rng = np.random.default_rng(7)
+    candidates, _ = population(rng, 400, 4000)
+    siblings = np.clip(rng.normal(0.95, 0.02, size=(3000, 3)), -1, 0.9999)
+    siblings[:, 1:] = rng.normal(0.3, 0.2, size=(3000, 2))
+    both = PairEvidence.concat([candidates, evidence(siblings)])
+    differ = np.zeros(both.sims.shape, bool)
+    differ[len(candidates) :, 0] = True  # every sibling names another model in field a
+    named = PairEvidence(both.sims, both.tokens, both.exact, both.frequency, both.long, differ)
+    plain = fitted(np.random.default_rng(8), both, total=400_000)
+    read = fitted(np.random.default_rng(8), named, total=400_000)
+    assert read.prior_ == plain.prior_
+    one_model = evidence(np.array([[0.96, 0.3, 0.3]]))
+    level = plain.levels(one_model)[0, 0]
+    assert read.u_[0, level] < 0.85 * plain.u_[0, level]
+    assert read.field_weights(one_model)[0, 0] > plain.field_weights(one_model)[0, 0] + 0.3
+    assert (read.field_weights(one_model)[0, 1:] == plain.field_weights(one_model)[0, 1:]).all()
+    # the pairs that do name other models weigh what the "different" level says, in both
+    sibling = PairEvidence(
+        one_model.sims, one_model.tokens, one_model.exact, one_model.frequency, one_model.long, np.eye(1, 3, dtype=bool)
+    )
+    assert read.field_weights(sibling)[0, 0] < 0
+
+
 def test_bits_and_level_counts_are_the_plain_per_field_formulas() -> None:
     """``_bits`` gathers by a flat index and ``_distribution`` counts every (field, level) in
     one bincount; both must give exactly the per-field numbers: a lookup of log2(m/u), the
