@@ -204,6 +204,28 @@ def test_answers_move_the_boundary_only_as_far_as_the_answered_pairs_and_look_al
     assert taught.label_scale_ is None or np.all(taught.label_scale_ == 1.0)
 
 
+def test_one_answered_match_among_many_non_matches_fixes_a_shift_not_the_fields_scales() -> None:
+    """24 answered non-matches alike on one field and one match alike on the others: the one
+    match cannot tell which field misleads, so the answers may shift the boundary but not
+    rescale the fields (Abt-Buy's first 25 answers: the name's scale fell to 0.80, 0.53 -> 0.44)."""
+    rng = np.random.default_rng(9)
+    candidates, _ = population(rng, 400, 4000)
+    combiner = fitted(rng, candidates, total=400_000)
+    sims = np.empty((25, 3))
+    sims[:24, 0] = rng.uniform(0.97, 0.999, 24)
+    sims[:24, 1:] = rng.uniform(0.8, 0.9, (24, 2))
+    sims[24] = [0.6, 0.98, 0.98]
+    answers, is_match = evidence(sims), np.r_[np.zeros(24, bool), True]
+    assert (combiner.predict_proba(answers) >= 0.5).all()  # the model calls all 25 matches
+    taught = Combiner.from_dict(combiner.to_dict()).fit_pair_labels(answers, is_match)
+    assert taught.label_penalty_ is not None and taught.label_penalty_[0] == "shift"
+    assert np.all(taught.label_scale_ == 1.0) and taught.label_shift_ < 0
+    # with matches enough to tell the fields apart, the scales are free again
+    more = np.concatenate([sims, np.tile([[0.6, 0.98, 0.98]], (5, 1)) + rng.uniform(-0.01, 0.01, (5, 3))])
+    freed = Combiner.from_dict(combiner.to_dict()).fit_pair_labels(evidence(more), np.r_[is_match, np.ones(5, bool)])
+    assert freed.label_penalty_ is not None and freed.label_penalty_[0] != "shift"
+
+
 def test_a_different_model_number_makes_the_field_different_when_scoring_not_when_fitting() -> None:
     """Two televisions of one series read alike but for their model numbers: scoring puts the
     field at its "different" level, while the label-free fit reads the similarity alone."""
