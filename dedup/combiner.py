@@ -506,7 +506,8 @@ class Combiner:
         u = self._u_step(levels, weights, np.zeros(len(levels)))  # afresh, with the anchors' verdict
         prior, u, iterations = self._prior_step(levels, evidence, weights, start, u)
         # what the clusters can hold is judged as scoring will see the pairs: model numbers read
-        held = self._holder(self.levels(candidates), candidates, records, pairs, pair_weight)
+        scored = self.levels(candidates)
+        held = self._holder(scored, candidates, records, pairs, pair_weight)
         if not self.anchored_.any():  # nothing in the data vouches for any field's matches
             before = (prior, u)
             prior, u, more = self._shape_step(levels, evidence, weights, prior, u, len(candidates))
@@ -530,7 +531,7 @@ class Combiner:
             prior = float(np.clip(fallback / total_pairs, 1e-12, 0.5))
         # u as scoring reads the levels (pairs naming other models at "different"), same posteriors
         post = self._posterior(levels, evidence, u, prior)
-        u = self._u_step(np.concatenate([self.levels(candidates), self.levels(random)]), weights, post)
+        u = self._u_step(np.concatenate([scored, self.levels(random)]), weights, post)
         self.m_, self.u_, self.prior_ = self._shaped_m(u), u, prior
         report.prior = prior
         report.estimated_matching_pairs = prior * total_pairs
