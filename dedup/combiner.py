@@ -939,7 +939,7 @@ def _held_out_choice(
     best, best_score = None, held_out(None)
     # a family is tried only with at least one answered point per free parameter it would fit
     minority = int(min(y.sum(), len(y) - y.sum()))  # the rarer answer bounds what can be told apart
-    families = [family for family in LABEL_FAMILIES if sizes[family] <= min(distinct[family], max(minority, 1))]
+    families = [family for family in LABEL_FAMILIES if sizes[family] <= min(distinct[family], minority)]
     for choice in ((family, penalty) for family in families for penalty in LABEL_PENALTIES):
         score = held_out(choice)
         if score[0] < best_score[0] or (best is not None and score[0] == best_score[0] and score[1] < best_score[1]):

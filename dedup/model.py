@@ -468,12 +468,13 @@ def synthetic_duplicate_evidence(
             edit = rng.random(count) < corrupt_share
             c2 = np.where(edit[:, None], c2, codes)
             l2 = np.where(edit, l2, lengths)
-            a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets, trim=True)), field)
-            b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets, trim=True)), field)
-            column = (a * b).sum(dim=1).numpy()
             if kind is FieldKind.number:  # read as ``compare_pairs`` reads it: the numbers' closeness
                 amounts = (read_numbers(v).fill_null(np.nan).to_numpy() for v in (values, _strings(c2, width)))
                 column = number_closeness(*amounts)
+            else:
+                a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets, trim=True)), field)
+                b = encoder(torch.from_numpy(tokenise(c2, l2, kind, encoder.buckets, trim=True)), field)
+                column = (a * b).sum(dim=1).numpy()
             missing = (lengths == 0) | (l2 == 0)
             same = ~edit & ~missing
             column[missing] = np.nan
