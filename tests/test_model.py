@@ -12,9 +12,11 @@ import torch
 
 from dedup.blocking import CandidatePairs, block
 from dedup.config import DedupConfig, EmbeddingPass, FieldKind
+from dedup.corrupt import corrupt_values
+from dedup.encoder import to_codepoints, tokenise
 from dedup.errors import ModelError
 from dedup.frequencies import field_statistics
-from dedup.model import DedupModel, random_non_candidates, training_sample
+from dedup.model import DedupModel, random_non_candidates, synthetic_duplicate_evidence, training_sample
 from dedup.normalise import normalise_fields
 from dedup.scoring import compare_pairs, pair_similarities
 from tests.conftest import febrl_config
@@ -155,6 +157,34 @@ def test_pickled_code_in_weights_is_never_executed(trained, tmp_path: Path, monk
     with pytest.raises(ModelError, match="cannot load encoder weights"):
         DedupModel.load(path)
     assert not marker.exists()
+
+
+def test_synthetic_duplicates_read_the_records_own_embeddings_with_the_bits_encoding_gives(
+    trained, tiny_config: DedupConfig
+) -> None:
+    """The seed of m reads a sampled record's embedding from the records' table and encodes only
+    the corrupted copies: every cosine it keeps is the one encoding both sides gives, bit for bit."""
+    model, normalised, _ = trained
+    encoder, count = model.encoder_, 400
+    statistics = field_statistics(normalised, tiny_config)
+    embeddings = model.embed(normalised)
+    evidence = synthetic_duplicate_evidence(
+        encoder, normalised, statistics, embeddings, np.random.default_rng(3), count
+    )
+    rng = np.random.default_rng(3)  # its draws replayed: the rows, then per field a copy of each and which are edited
+    rows = rng.integers(0, normalised.height, size=count)
+    compared = 0
+    with torch.inference_mode():
+        for j, (field, kind) in enumerate(encoder.fields.items()):
+            values, width = normalised[field].gather(rows), encoder.width(field)
+            codes, lengths = to_codepoints(values, width)
+            copies, copy_lengths = corrupt_values(values, kind, rng, width)
+            changed = (rng.random(count) < 0.35) & (lengths > 0) & (copy_lengths > 0)
+            a = encoder(torch.from_numpy(tokenise(codes, lengths, kind, encoder.buckets, trim=True)), field)
+            b = encoder(torch.from_numpy(tokenise(copies, copy_lengths, kind, encoder.buckets, trim=True)), field)
+            np.testing.assert_array_equal(evidence.sims[changed, j], (a * b).sum(dim=1).numpy()[changed])
+            compared += int(changed.sum())
+    assert compared > 100
 
 
 def test_supervised_fit_with_labels(febrl1: pl.DataFrame, tiny_config: DedupConfig) -> None:
