@@ -148,14 +148,6 @@ class Combiner:
         ``codes``: two long text values naming different model or part numbers
         (``PairEvidence.codes_differ``) are at the "different" level whatever their similarity.
         The label-free fit reads the similarity alone (``fit_em``).
-
-        Long text values are levelled by their words, unless their characters look as unlike as
-        two random values do (the embedding's cosine below its every edge): among the candidates
-        whose titles reach the top word level that way, 1 of 105 is a match on Abt-Buy and 2 of
-        262 on SIGMOD X2 (a shared rare number: ``22`` in a television and a refrigerator), and
-        such pairs sit midway between the two views, as short values do. Measured over seeds
-        0-4 (``benchmarks/HISTORY.md``): X2 0.377 -> 0.407 mean cluster pair-F1, the other sets
-        within their seeds' spread.
         """
         per = []
         for measure in MEASURES:
@@ -171,11 +163,7 @@ class Combiner:
         # mostly sees shared boilerplate; in short ones (an address, an e-mail) a typo breaks a
         # word, so the pair sits midway between the levels the two views reach
         midway = (embedding + words + 1) // 2
-        # ... unless the characters look as unlike as two random values do (below the embedding's
-        # every edge): then shared words are a coincidence (one rare number), and the field sits
-        # midway too
-        words_decide = evidence.long & (embedding != 0)
-        reached = np.where(words >= 0, np.where(words_decide, words, midway), embedding)
+        reached = np.where(words >= 0, np.where(evidence.long, words, midway), embedding)
         reached = np.maximum(reached, 0)
         levels = (2 + len(self.tails) - reached).astype(np.int8)
         if codes:  # another model number: different, however alike the rest reads

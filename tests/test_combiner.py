@@ -69,34 +69,6 @@ def test_level_edges_follow_each_fields_own_similarity_scale() -> None:
     assert levels[0, 0] > levels[0, 1]  # a higher level number = less similar
 
 
-def test_long_texts_sharing_words_but_unlike_as_random_values_sit_midway() -> None:
-    """In long text the words decide the level, unless the two values' characters look as unlike
-    as two random values do (the embedding below its every edge): then the shared words are a
-    coincidence (one number, ``22`` in a television and a refrigerator) and the field sits midway
-    between the two views, as a short value's does."""
-    rng = np.random.default_rng(5)
-    n = 20_000
-    random = PairEvidence(
-        np.clip(rng.normal(0.0, 0.25, size=(n, 3)), -1, 0.99).astype(np.float32),
-        np.clip(rng.exponential(0.03, size=(n, 3)), 0, 1).astype(np.float32),
-        np.zeros((n, 3), bool),
-        np.full((n, 3), np.nan, np.float32),
-        np.ones((n, 3), bool),
-        np.zeros((n, 3), bool),
-    )
-    combiner = Combiner(FIELDS).fit_edges(random, [1e-4] * 3, FREQUENCIES)
-    lowest = float(combiner.edges_["sims"][0, 0])
-    sims = np.array([[0.95, 0.0, 0.0], [lowest - 0.2, 0.0, 0.0], [lowest + 0.01, 0.0, 0.0]], np.float32)
-    tokens = np.full((3, 3), 0.0, np.float32)
-    tokens[:, 0] = 0.9  # far above every word edge: the top word level
-    nothing, long = np.zeros((3, 3), bool), np.ones((3, 3), bool)
-    levels = combiner.levels(PairEvidence(sims, tokens, nothing, np.full((3, 3), np.nan, np.float32), long, nothing))
-    short = combiner.levels(PairEvidence(sims, tokens, nothing, np.full((3, 3), np.nan, np.float32), ~long, nothing))
-    assert levels[2, 0] == levels[0, 0] == EXACT_LEVEL + 1  # the words decide: the top fuzzy level
-    assert levels[1, 0] > levels[0, 0]  # unlike characters: not the top level
-    assert levels[1, 0] == short[1, 0]  # midway, as a short value with those two views
-
-
 def test_exact_agreement_on_a_rare_value_weighs_more_than_on_a_common_one() -> None:
     rng = np.random.default_rng(2)
     candidates, _ = population(rng, 500, 5000)
