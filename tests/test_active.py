@@ -96,3 +96,63 @@ def test_pairs_the_combiner_cannot_tell_apart_are_asked_about_in_no_particular_o
     first = [queued["sim_name"][i] for i in queue.next_pairs(10)]
     assert all(queued["match_weight"][i] == 0.19 for i in queue.next_pairs(10))  # the boundary first
     assert 0.3 < float(np.mean(first)) < 0.7  # a fair sample of the group, not its least alike end
+
+
+def two_groups(tmp_path: Path, labels: list[str | None] | None = None) -> pl.DataFrame:
+    """Two groups of twenty look-alike pairs below the boundary (one match weight each, A nearer
+    it than B), above sure non-matches; ``labels`` (optional) as a retrained run's label column."""
+    frame = pl.DataFrame(
+        {
+            "id_l": [f"l{i}" for i in range(60)],
+            "id_r": [f"r{i}" for i in range(60)],
+            "match_probability": [0.45] * 20 + [0.35] * 20 + [0.001] * 20,
+            "match_weight": [-0.29] * 20 + [-0.89] * 20 + [-10.0] * 20,
+            "sim_name": [0.5] * 40 + [0.1] * 20,
+            "blocking_pass": ["tokens(name)"] * 60,
+        }
+    )
+    if labels is not None:
+        frame = frame.with_columns(pl.Series("label", labels + [None] * (60 - len(labels)), dtype=pl.String))
+    path = tmp_path / "pairs.parquet"
+    frame.write_parquet(path)
+    return priority_frame(path, "id", ["name"], threshold=0.5)
+
+
+def groups_asked(queued: pl.DataFrame, queue: ActiveQueue, answers: dict[float, str], count: int) -> list[float]:
+    """The match weights of the next ``count`` pairs asked, each answered as ``answers`` says
+    for its group."""
+    weights = []
+    for _ in range(count):
+        row = queue.next_pairs(1)[0]
+        weight = queued["match_weight"][row]
+        weights.append(weight)
+        queue.note_answer(queued["id_l"][row], queued["id_r"][row], "tokens(name)", answers[weight])
+    return weights
+
+
+def test_a_group_whose_answers_bear_out_the_model_gives_way_to_the_next(tmp_path: Path) -> None:
+    """Abt-Buy's queue (seed 0) spent 10 of its first 12 answers on one group of 18 look-alike
+    pairs at -1.07 bits, every answer "non-match", as the model already said: nothing to correct.
+    A group's answers update its probability (the model's worth ``GROUP_PRIOR`` answers), so
+    once they bear the model out the next group is asked; a group whose answers contradict the
+    model is asked on, since that is where a correction is to be learnt."""
+    queued = two_groups(tmp_path)
+    # A's pairs are non-matches (as the model says), B's matches (it says non-match)
+    asked = groups_asked(queued, ActiveQueue(queued, "id"), {-0.29: "non-match", -0.89: "match"}, 12)
+    assert asked[0] == -0.29 and asked[1] == -0.89  # A is nearer the boundary; one answer is enough to move on
+    assert asked.count(-0.89) >= 8  # then mostly B, whose answers say the model is wrong
+    # the other way round, A is asked on
+    queued = two_groups(tmp_path)
+    asked = groups_asked(queued, ActiveQueue(queued, "id"), {-0.29: "match", -0.89: "non-match"}, 12)
+    assert asked.count(-0.29) >= 8  # (before answers counted, all twelve were A's either way)
+
+
+def test_a_retrained_runs_answers_still_count_for_their_group(tmp_path: Path) -> None:
+    # after a retrain the answered pairs are gone from the queue, their labels in pairs.parquet
+    queued = two_groups(tmp_path, labels=["non-match"] * 4)
+    assert queued.height == 56 and queued.filter(pl.col("match_weight") == -0.29)["group_non_matches"][0] == 4
+    queue = ActiveQueue(queued, "id")
+    assert queued["match_weight"][queue.next_pairs(1)[0]] == -0.89
+    # without them the group nearer the boundary would come first
+    fresh = two_groups(tmp_path)
+    assert fresh["match_weight"][ActiveQueue(fresh, "id").next_pairs(1)[0]] == -0.29

@@ -133,8 +133,8 @@ class ReviewSession:
     def _replay_answers(self) -> None:
         answers = latest_answers(self.store.read())
         self.queue = ActiveQueue(self.queue.frame, self.config.id_column)
-        for left, right in zip(answers["left_id"], answers["right_id"], strict=True):
-            self.queue.note_answer(left, right, self._pass_of(left, right))
+        for left, right, label in zip(answers["left_id"], answers["right_id"], answers["label"], strict=True):
+            self.queue.note_answer(left, right, self._pass_of(left, right), label)
 
     def _pass_of(self, left: str, right: str) -> str | None:
         frame = self.queue.frame
@@ -231,7 +231,7 @@ class ReviewSession:
             raise InputError("a record cannot be paired with itself")
         count = self.store.append(left, right, label)
         with self._lock:
-            self.queue.note_answer(left, right, self._pass_of(left, right))
+            self.queue.note_answer(left, right, self._pass_of(left, right), label)
         return count
 
     def undo(self, left: str, right: str) -> bool:
