@@ -156,3 +156,14 @@ def test_a_retrained_runs_answers_still_count_for_their_group(tmp_path: Path) ->
     # without them the group nearer the boundary would come first
     fresh = two_groups(tmp_path)
     assert fresh["match_weight"][ActiveQueue(fresh, "id").next_pairs(1)[0]] == -0.29
+
+
+def test_a_changed_answer_counts_once(tmp_path: Path) -> None:
+    queued = two_groups(tmp_path)
+    queue = ActiveQueue(queued, "id")
+    for label in ("match", "non-match", "non-match"):  # answered, changed, then given again
+        queue.note_answer("l0", "r0", "tokens(name)", label)
+    row = queued["id_l"].to_list().index("l0")
+    assert queue.group_answers(row) == (0, 1)
+    queue.note_answer("l0", "r0", "tokens(name)", "unsure")  # unsure counts for neither
+    assert queue.group_answers(row) == (0, 0)

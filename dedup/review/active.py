@@ -113,6 +113,7 @@ class ActiveQueue:
             "match": self.frame["group_matches"].to_numpy()[first].astype(np.float64),
             "non-match": self.frame["group_non_matches"].to_numpy()[first].astype(np.float64),
         }
+        self._labels: dict[int, str] = {}  # the answer counted for each answered row
         self._centred = self.frame["centred"].to_numpy().astype(np.float64)
         self._disagreement = self.frame["disagreement"].to_numpy().astype(np.float64)
 
@@ -124,8 +125,20 @@ class ActiveQueue:
             (self._left == right_id) & (self._right == left_id)
         )
         self._taken |= hit
-        if label in self._group_answers and hit.any():
-            self._group_answers[label][self._group[np.flatnonzero(hit)[0]]] += 1
+        if not hit.any():
+            return
+        row = int(np.flatnonzero(hit)[0])
+        previous = self._labels.pop(row, None)  # an answer changed: the latest one counts
+        if previous is not None:
+            self._group_answers[previous][self._group[row]] -= 1
+        if label in self._group_answers:
+            self._group_answers[label][self._group[row]] += 1
+            self._labels[row] = label
+
+    def group_answers(self, row: int) -> tuple[int, int]:
+        """Matches and non-matches answered so far in the group of ``frame``'s row ``row``."""
+        group = self._group[row]
+        return int(self._group_answers["match"][group]), int(self._group_answers["non-match"][group])
 
     def _group_base(self) -> np.ndarray:
         """The base priority with each group's answers so far taken in: the group's probability
