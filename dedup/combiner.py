@@ -53,7 +53,8 @@ IDENTICAL_BITS = 30.0
 # pair labels (``fit_pair_labels``): the penalty toward "no change", in nats per unit of a field's
 # scale, and the shift of the prior (bits) that costs as much as a scale of 0 or 2
 LABEL_PENALTIES = (16.0, 4.0, 1.0, 0.25)  # tried strongest first; cross-validation picks one (or none)
-LABEL_FAMILIES = ("shift", "scales", "full")  # free parameters: the prior; + each field's scale; + slopes
+# free parameters: the prior; + each field's scale; + each field's null-on-one-side term; + slopes
+LABEL_FAMILIES = ("shift", "scales", "nulls", "full")
 LABEL_FOLDS = 5
 LABEL_SHIFT_BITS = 8.0
 LABEL_SLOPE_BITS = 8.0  # a slope of this many bits per unit of similarity costs as much
@@ -68,6 +69,8 @@ AGREE_TAIL = 0.01  # for field dependence, a field "agrees" at or above this ran
 MIN_TOGETHER = 5  # pairs agreeing on both fields needed before their dependence is measured
 MAX_DEPENDENCE_CUT = 0.5
 MEASURES = ("sims", "tokens")  # PairEvidence arrays that carry a similarity
+# what the label correction's slopes read: the similarities, then "one value null" (0 or 1)
+SLOPE_MEASURES = (*MEASURES, "one_null")
 
 
 @dataclass
@@ -332,14 +335,18 @@ class Combiner:
         A few dozen answers cannot re-estimate every m/u table, but they can say what the
         label-free fit got most wrong: where the decision boundary lies (a shift of the prior,
         in bits), which fields it over- or under-trusts (a scale per field on its bits: a field
-        whose agreement is common among non-matches, like a manufacturer, drops toward 0), and
-        how much the raw similarities the levels rounded off still tell (a slope per field and
-        measure, in bits per unit of similarity, around the answered pairs' mean). All are
+        whose agreement is common among non-matches, like a manufacturer, drops toward 0), what
+        a field missing on one side says (a term per field, either sign: when one shop never
+        fills a field the other does, every match has it null on one side, while one shop's
+        siblings agree on it; the label-free fit weighs every null as 0 bits and cannot learn
+        this without answers, ``benchmarks/HISTORY.md``), and how much the raw similarities the
+        levels rounded off still tell (a slope per field and measure, in bits per unit of
+        similarity, around the answered pairs' mean). All are
         fitted by penalised logistic regression on the answered pairs; the penalty pulls toward
         "no change" (scale 1, shift and slopes 0). How hard it pulls is chosen by cross-validation
         over the answers (``LABEL_PENALTIES``), "no change at all" included: a correction is made
         only when it decides more held-out answers right than the model itself (at ``threshold``).
-        A scale never goes below 0, nor a slope: agreeing never counts against a match.
+        A scale never goes below 0, nor a similarity's slope: agreeing never counts against a match.
         """
         y = np.asarray(is_match, dtype=np.float64)
         self.label_scale_ = None
@@ -352,6 +359,13 @@ class Combiner:
         features = np.concatenate([bits, np.ones((len(y), 1)), _measure_terms(evidence, self.label_centre_)], axis=1)
         fields = bits.shape[1]
         slopes = features.shape[1] - fields - 1
+        # a field's null term is fitted only where answers of both kinds show the field null on
+        # one side: with one kind alone the term has no finite best value, and the penalty
+        # alone would set it (Cora, 100 answers: institution null on one side in 4 non-matches
+        # and no match, -13 bits)
+        nulls = evidence.one_null if evidence.one_null is not None else np.zeros(bits.shape, dtype=bool)
+        said = (nulls & (y[:, None] > 0.5)).any(axis=0) & (nulls & (y[:, None] < 0.5)).any(axis=0)
+        features[:, -fields:][:, ~said] = 0.0
         choice = _held_out_choice(features, y, self.prior_weight(), fields, threshold)
         self.label_penalty_ = None if choice is None else list(choice)
         if choice is None:  # no correction predicts held-out answers better than none
@@ -360,7 +374,7 @@ class Combiner:
         fitted = fit_correction(features, y, self.prior_weight(), fields, choice, boundary)
         self.label_scale_, self.label_shift_ = fitted[:fields], float(fitted[fields])
         self.label_slopes_ = np.zeros((slopes, fields))
-        self.label_slopes_[np.arange(slopes), np.tile(np.arange(fields), len(MEASURES))] = fitted[fields + 1 :]
+        self.label_slopes_[np.arange(slopes), np.tile(np.arange(fields), len(SLOPE_MEASURES))] = fitted[fields + 1 :]
         return self
 
     def score(self, evidence: PairEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -790,6 +804,10 @@ class Combiner:
             combiner.label_shift_ = float(labels["shift"])
             combiner.label_centre_ = np.asarray(labels["centre"], dtype=np.float64)
             combiner.label_slopes_ = np.asarray(labels["slopes"], dtype=np.float64)
+            missing = len(SLOPE_MEASURES) * len(combiner.fields) - len(combiner.label_centre_)
+            if missing > 0:  # saved before the null pattern had a slope: it has none
+                combiner.label_centre_ = np.concatenate([combiner.label_centre_, np.zeros(missing)])
+                combiner.label_slopes_ = np.vstack([combiner.label_slopes_, np.zeros((missing, len(combiner.fields)))])
         return combiner
 
 
@@ -862,12 +880,14 @@ def fit_correction(
         value = float(np.sum(np.logaddexp(0.0, z) - y * z)) + penalty * float(distance @ distance)
         return value, features.T @ residual + 2 * penalty * distance / spread
 
-    free_scales, free_slopes = family in ("scales", "full"), family == "full"
+    free_scales, free_slopes, free_nulls = family != "shift", family == "full", family in ("nulls", "full")
     shift = (None, None) if boundary is None else shift_bounds(base + features[:, :fields].sum(axis=1), boundary)
     bounds = (
         [(0.0, None) if free_scales else (1.0, 1.0)] * fields
         + [shift]
-        + [(0.0, None) if free_slopes else (0.0, 0.0)] * slopes
+        + [(0.0, None) if free_slopes else (0.0, 0.0)] * (slopes - fields)
+        # a null on one side may count either way (one shop never fills a field the other does)
+        + [(None, None) if free_nulls else (0.0, 0.0)] * fields
     )
     return minimize(loss, prior, jac=True, method="L-BFGS-B", bounds=bounds).x
 
@@ -929,11 +949,13 @@ def _held_out_choice(
             loss -= float(np.sum(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)))
         return wrong, loss
 
-    sizes = {"shift": 1, "scales": fields + 1, "full": features.shape[1]}  # free parameters
+    told = int(np.any(features[:, -fields:] != 0.0, axis=0).sum())  # null terms the answers can fit
+    sizes = {"shift": 1, "scales": fields + 1, "nulls": fields + 1 + told, "full": features.shape[1]}  # free parameters
     # what the answers tell apart: pairs with the same evidence are one point, however many
     distinct = {
         "shift": len(y),
         "scales": len(np.unique(features[:, :fields], axis=0)),
+        "nulls": len(np.unique(np.concatenate([features[:, :fields], features[:, -fields:]], axis=1), axis=0)),
         "full": len(np.unique(features, axis=0)),
     }
     best, best_score = None, held_out(None)
@@ -948,8 +970,10 @@ def _held_out_choice(
 
 
 def _measure_values(evidence: PairEvidence) -> np.ndarray:
-    """Every measure's similarity per pair, measure after measure: ``(pairs, measures * fields)``."""
-    return np.concatenate([getattr(evidence, m) for m in MEASURES], axis=1).astype(np.float64)
+    """Every slope measure per pair, measure after measure: ``(pairs, len(SLOPE_MEASURES) * fields)``
+    (the null pattern 0 where not measured)."""
+    nulls = evidence.one_null if evidence.one_null is not None else np.zeros(evidence.sims.shape, dtype=bool)
+    return np.concatenate([*(getattr(evidence, m) for m in MEASURES), nulls], axis=1).astype(np.float64)
 
 
 def _measure_centres(evidence: PairEvidence) -> np.ndarray:

@@ -24,7 +24,9 @@ class PairEvidence:
     values have at least ``LONG_TEXT_WORDS`` words (their words decide, see ``Combiner.levels``);
     ``codes_differ``: both long text values name a model or part number and share none, or a
     storage size and share none (``dedup.frequencies.codes_differ``): the field counts as
-    different when scoring.
+    different when scoring; ``one_null``: one value is null and the other is not (None where
+    not measured). Scoring weighs every null as 0 bits; only a person's answers may say that a
+    field missing on one side tells something (``Combiner.fit_pair_labels``).
     """
 
     sims: np.ndarray
@@ -33,16 +35,21 @@ class PairEvidence:
     frequency: np.ndarray
     long: np.ndarray
     codes_differ: np.ndarray
+    one_null: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.sims.shape[0])
 
     def take(self, index: np.ndarray) -> PairEvidence:
-        return PairEvidence(*(getattr(self, a)[index] for a in _ARRAYS))
+        return PairEvidence(*(None if getattr(self, a) is None else getattr(self, a)[index] for a in _ARRAYS))
 
     @classmethod
     def concat(cls, parts: list[PairEvidence]) -> PairEvidence:
-        return cls(*(np.concatenate([getattr(p, a) for p in parts]) for a in _ARRAYS))
+        def joined(a: str) -> np.ndarray | None:
+            arrays = [getattr(p, a) for p in parts]
+            return None if any(x is None for x in arrays) else np.concatenate(arrays)
+
+        return cls(*(joined(a) for a in _ARRAYS))
 
 
-_ARRAYS = ("sims", "tokens", "exact", "frequency", "long", "codes_differ")
+_ARRAYS = ("sims", "tokens", "exact", "frequency", "long", "codes_differ", "one_null")

@@ -130,6 +130,11 @@ def label_summary(combiner: Combiner, path: str) -> dict[str, Any]:
             "shift_bits": round(combiner.label_shift_, 3),
             "field_scale": {f: round(float(a), 3) for f, a in zip(combiner.fields, scale, strict=True)},
         }
+        # bits a field gains (or loses) when one of the two values is null, where answers said so
+        nulls = combiner.label_slopes_[-len(combiner.fields) :].diagonal()
+        said = {f: round(float(b), 3) for f, b in zip(combiner.fields, nulls, strict=True) if abs(b) > 1e-6}
+        if said:
+            summary["correction"]["null_on_one_side_bits"] = said
     return summary
 
 

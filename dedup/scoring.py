@@ -83,6 +83,7 @@ def compare_pairs(
     exact = np.zeros(sims.shape, dtype=bool)
     long = np.zeros(sims.shape, dtype=bool)
     differ = np.zeros(sims.shape, dtype=bool)
+    one_null = np.zeros(sims.shape, dtype=bool)
     frequency = np.full(sims.shape, np.nan, dtype=np.float32)
 
     def compare(j: int, f: str) -> None:  # writes column j of each array, nothing else
@@ -90,6 +91,7 @@ def compare_pairs(
         a, b = ids[left], ids[right]
         same = (a == b) & (a > 0)
         exact[:, j] = same
+        one_null[:, j] = (a == 0) != (b == 0)
         frequency[same, j] = statistics.frequency[f][a[same]]
         if f in statistics.numbers:  # an amount: how far apart, not how alike its digits read
             numbers = statistics.numbers[f]
@@ -107,7 +109,7 @@ def compare_pairs(
 
     # the fields side by side: the word cosines are scipy's sparse row products, on one core each
     list(map_side_by_side(compare, range(len(fields)), fields))
-    return PairEvidence(sims, tokens, exact, frequency, long, differ)
+    return PairEvidence(sims, tokens, exact, frequency, long, differ, one_null)
 
 
 def score_pairs(

@@ -303,3 +303,51 @@ def test_bits_and_level_counts_are_the_plain_per_field_formulas() -> None:
         counts[1:] += combiner.smoothing * weights.sum() / combiner.n_levels
         assert np.array_equal(counted[f, 1:], counts[1:] / counts[1:].sum())
     assert (counted[:, 0] == 1.0).all()
+
+
+def test_answers_can_say_that_a_field_missing_on_one_side_marks_a_match_and_round_trip() -> None:
+    """Two shops' records, one of which never fills field c (Abt-Buy's manufacturer): every
+    match pairs a record with c to one without, while one shop's siblings, which the model takes
+    for matches, agree on c. Scoring weighs a null as 0 bits; the answers free a term per field
+    for "null on one side" (either sign), which separates the two where field scales cannot."""
+    rng = np.random.default_rng(3)
+    candidates, truth = population(rng, 1000, 9000)
+    combiner = fitted(rng, candidates, total=1_000_000)
+    n_match, n_sibling = 300, 600
+    sims = np.clip(rng.normal(0.9, 0.05, size=(n_match + n_sibling, 3)), -1, 0.9999)
+    sims[n_match:, :2] = np.clip(rng.normal(0.88, 0.05, size=(n_sibling, 2)), -1, 0.9999)
+    sims[:n_match, 2] = np.nan  # c: missing on one side of every match
+    sims[-100:, 2] = np.nan  # and of the non-matches across the shops
+    sims[-100:, :2] = np.clip(rng.normal(0.6, 0.1, size=(100, 2)), -1, 0.9999)
+    sims[n_match : n_match + 60, 1] = np.nan  # b: missing on one side of some siblings, no match
+    exact = np.zeros(sims.shape, bool)
+    exact[n_match:-100, 2] = rng.random(n_sibling - 100) < 0.7  # siblings share the manufacturer
+    pairs = evidence(sims, exact)
+    one_null = np.zeros(sims.shape, bool)
+    one_null[:n_match, 2] = one_null[-100:, 2] = True
+    one_null[n_match : n_match + 60, 1] = True
+    pairs = PairEvidence(
+        pairs.sims, pairs.tokens, pairs.exact, pairs.frequency, pairs.long, pairs.codes_differ, one_null
+    )
+    is_match = np.r_[np.ones(n_match, bool), np.zeros(n_sibling, bool)]
+    before = ((combiner.predict_proba(pairs) >= 0.5) == is_match).mean()
+    asked = rng.choice(len(is_match), size=60, replace=False)
+    combiner.fit_pair_labels(pairs.take(asked), is_match[asked])
+    after = ((combiner.predict_proba(pairs) >= 0.5) == is_match).mean()
+    assert combiner.label_penalty_[0] in ("nulls", "full")
+    null_terms = combiner.label_slopes_[-3:].diagonal()  # the null block: one term per field
+    assert null_terms[2] > 0  # c missing on one side speaks for a match
+    # b is null on one side only in non-matches among the answers: a term for it would have no
+    # finite best value, so it gets none
+    assert one_null[asked, 1].any() and null_terms[1] == 0.0
+    assert before < 0.7 and after > 0.9
+    again = Combiner.from_dict(combiner.to_dict())
+    assert np.array_equal(again.predict_proba(pairs), combiner.predict_proba(pairs))
+    # a model saved before the null terms existed loads with none
+    saved = combiner.to_dict()
+    saved["labels"]["centre"] = saved["labels"]["centre"][:6]
+    saved["labels"]["slopes"] = saved["labels"]["slopes"][:6]
+    old = Combiner.from_dict(saved)
+    without = combiner.label_slopes_.copy()
+    without[-3:] = 0.0
+    assert np.array_equal(old.label_slopes_, without)
