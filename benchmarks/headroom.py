@@ -16,7 +16,7 @@ clusters (as run) raise pair-F1 most when joined, they are joined, and so on for
 answers (a person answers non-matches too, and they decide only their own pair here: a greedy
 estimate of what the answered matches alone can do, not a proof). "correction from every
 truth" bounds what ``dedup review``'s correction of the model can do with any number of answers:
-its family (a shift, a scale per field, a slope per field's raw similarities; the combiner's own
+its family (a shift, a scale per field, a slope per field's raw similarities, no null terms; the combiner's own
 ``fit_correction``, weakest penalty) fitted on the truth of every candidate pair (in sample),
 and the pairs clustered again at the config's threshold and with the shifts above. Sets and
 configs: ``benchmarks/realdata.py``.
@@ -91,7 +91,8 @@ def corrected_by_truth(pairs: pl.DataFrame, same: np.ndarray) -> np.ndarray:
     base = float(np.median(weight - bits.sum(axis=1)))  # the prior's bits (identical records aside)
     measures = pairs.select(pl.col("^sim_.*$"), pl.col("^tok_.*$")).to_numpy().astype(np.float64)
     measures = np.nan_to_num(measures - np.nanmean(measures, axis=0), nan=0.0)
-    features = np.concatenate([bits, np.ones((len(bits), 1)), measures], axis=1)
+    # the correction's null terms read zeros: pairs.parquet does not say which side is null
+    features = np.concatenate([bits, np.ones((len(bits), 1)), measures, np.zeros_like(bits)], axis=1)
     theta = fit_correction(features, same.astype(np.float64), base, bits.shape[1], ("full", min(LABEL_PENALTIES)))
     return base + features @ theta
 
