@@ -363,7 +363,7 @@ class Combiner:
         # one side: with one kind alone the term has no finite best value, and the penalty
         # alone would set it (Cora, 100 answers: institution null on one side in 4 non-matches
         # and no match, -13 bits)
-        nulls = evidence.one_null if evidence.one_null is not None else np.zeros(bits.shape, dtype=bool)
+        nulls = evidence.one_null_or_none()
         said = (nulls & (y[:, None] > 0.5)).any(axis=0) & (nulls & (y[:, None] < 0.5)).any(axis=0)
         features[:, -fields:][:, ~said] = 0.0
         choice = _held_out_choice(features, y, self.prior_weight(), fields, threshold)
@@ -972,8 +972,9 @@ def _held_out_choice(
 def _measure_values(evidence: PairEvidence) -> np.ndarray:
     """Every slope measure per pair, measure after measure: ``(pairs, len(SLOPE_MEASURES) * fields)``
     (the null pattern 0 where not measured)."""
-    nulls = evidence.one_null if evidence.one_null is not None else np.zeros(evidence.sims.shape, dtype=bool)
-    return np.concatenate([*(getattr(evidence, m) for m in MEASURES), nulls], axis=1).astype(np.float64)
+    return np.concatenate([*(getattr(evidence, m) for m in MEASURES), evidence.one_null_or_none()], axis=1).astype(
+        np.float64
+    )
 
 
 def _measure_centres(evidence: PairEvidence) -> np.ndarray:

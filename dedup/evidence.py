@@ -37,6 +37,10 @@ class PairEvidence:
     codes_differ: np.ndarray
     one_null: np.ndarray | None = None
 
+    def one_null_or_none(self) -> np.ndarray:
+        """``one_null``, all False where it was not measured."""
+        return self.one_null if self.one_null is not None else np.zeros(self.sims.shape, dtype=bool)
+
     def __len__(self) -> int:
         return int(self.sims.shape[0])
 

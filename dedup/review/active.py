@@ -102,7 +102,6 @@ class ActiveQueue:
     def __post_init__(self) -> None:
         self._left = self.frame[f"{self.id_column}_l"].to_numpy()
         self._right = self.frame[f"{self.id_column}_r"].to_numpy()
-        self._base = self.frame["base"].to_numpy().astype(np.float64)
         passes = self.frame["blocking_pass"] if "blocking_pass" in self.frame.columns else None
         self._pass = passes.fill_null("").to_numpy() if passes is not None else np.full(self.frame.height, "")
         self._taken = np.zeros(self.frame.height, dtype=bool)
@@ -154,8 +153,8 @@ class ActiveQueue:
 
     def priorities(self) -> np.ndarray:
         """Every queued pair's priority now (-inf for pairs not to ask)."""
-        if not len(self._base):
-            return self._base
+        if not self.frame.height:
+            return np.zeros(0)
         passes, index = np.unique(self._pass, return_inverse=True)
         answers = np.array([self.pass_answers.get(p, 0) for p in passes], dtype=np.float64)
         priority = self._group_base() + COVERAGE / (1.0 + answers[index])
