@@ -13,6 +13,7 @@ columns at once; ``encode_values`` embeds each distinct value once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -162,6 +163,40 @@ def _tokenise_block(
         out[:, column] = np.where(present, _finalise(h, 11, buckets), 0)
 
 
+class MeanBag(torch.autograd.Function):
+    """The mean of each row's token embeddings, with the table's gradient as one sparse product.
+
+    Why not ``embedding_bag``'s own backward: on CPU it walks the token ids one by one into a
+    zeroed table, 40% of a training step. The gradient is ``A.T @ grad`` for the (bags x table
+    rows) matrix ``A`` whose row holds ``1 / size`` at its tokens; built sorted by table row, the
+    product is a CSR matrix times a dense one (multi-threaded, each table row summed by one
+    thread). The forward is ``embedding_bag``'s (the same bits); the gradient sums in another order.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(ids, counts)
+        ctx.rows = weight.shape[0]
+        return nn.functional.embedding_bag(ids, weight, torch.cumsum(counts, 0) - counts, mode="mean")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        ids, counts = ctx.saved_tensors
+        rows, flat = ctx.rows, ids.numpy()
+        # tokens in table-row order (numpy's radix sort on 16-bit ids; stable either way)
+        order = np.argsort(flat.astype(np.uint16) if rows <= 1 << 16 else flat, kind="stable")
+        bag = np.repeat(np.arange(len(counts), dtype=np.int32), counts.numpy())[order]
+        starts = np.zeros(rows + 1, dtype=np.int32)
+        np.cumsum(np.bincount(flat, minlength=rows), out=starts[1:])
+        share = (1.0 / counts.clamp_min(1).to(grad.dtype))[torch.from_numpy(bag)]
+        with warnings.catch_warnings():  # torch calls sparse CSR tensors beta, once per process
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            transposed = torch.sparse_csr_tensor(  # int32 indices: the product runs 4x faster than with int64
+                torch.from_numpy(starts), torch.from_numpy(bag), share, size=(rows, len(counts)), check_invariants=False
+            )
+        return transposed @ grad, None, None
+
+
 class KindEncoder(nn.Module):
     """Bag of hashed tokens -> residual MLP: the shared tower for one field kind."""
 
@@ -182,16 +217,15 @@ class KindEncoder(nn.Module):
         ids = tokens.numpy()
         present = ids != 0
         counts = present.sum(axis=1, dtype=np.int64)
+        flat = torch.from_numpy(ids[present])
+        if self.training:
+            bag = MeanBag.apply(self.bag.weight, flat, torch.from_numpy(counts))
+            return bag + self.mlp(bag)
         # called without the module's padding_idx: no padding id is left to skip, and with one
         # set torch leaves its fast kernel (forward 4-10x, backward 1.4-1.6x slower; the same bits)
         bag = nn.functional.embedding_bag(
-            torch.from_numpy(ids[present]),
-            self.bag.weight,
-            torch.from_numpy(np.cumsum(counts) - counts),
-            mode="mean",
+            flat, self.bag.weight, torch.from_numpy(np.cumsum(counts) - counts), mode="mean"
         )
-        if self.training:
-            return bag + self.mlp(bag)
         # inference in float64: a value's embedding must not depend on the batch it came in or
         # the threads that ran it (record ranges on Dask workers vs one process), or a cosine
         # sitting on a level edge would land in a different level from run to run

@@ -8,6 +8,7 @@ from dedup.config import FieldKind
 from dedup.encoder import (
     TOKENISE_ROWS,
     KindEncoder,
+    MeanBag,
     SiameseEncoder,
     encode_field,
     gather_field,
@@ -103,9 +104,10 @@ def test_embeddings_do_not_depend_on_batch_or_threads() -> None:
 
 def test_the_bag_gives_what_the_padded_embedding_bag_gives_forward_and_backward() -> None:
     """The tower calls the bag's kernel without ``padding_idx`` (torch's fast path, which the
-    padding id turns off) on the real ids only: its outputs and its weight gradient are those of
-    the module with ``padding_idx=0`` on the same ids, bit for bit, and its outputs those of
-    the module on the padded rows (an empty bag, a null, is the zero vector)."""
+    padding id turns off) on the real ids only: its outputs are those of the module with
+    ``padding_idx=0`` on the same ids, bit for bit, and on the padded rows (an empty bag, a
+    null, is the zero vector); its weight gradient (``MeanBag``'s) is the module's up to the
+    order of the sums."""
     torch.manual_seed(0)
     tower = KindEncoder(2**12, 16)  # fresh: its residual MLP adds exactly 0
     padded = torch.nn.EmbeddingBag(2**12, 16, mode="mean", padding_idx=0)
@@ -123,7 +125,39 @@ def test_the_bag_gives_what_the_padded_embedding_bag_gives_forward_and_backward(
     weights = torch.linspace(-1, 1, 16)
     (ours * weights).sum().backward()
     (expected * weights).sum().backward()
-    assert torch.equal(tower.bag.weight.grad, padded.weight.grad)
+    torch.testing.assert_close(tower.bag.weight.grad, padded.weight.grad, rtol=1e-6, atol=1e-7)
+
+
+def test_the_mean_bags_gradient_is_torchs_whatever_the_threads() -> None:
+    """``MeanBag``: forward bit for bit ``embedding_bag``'s; the gradient torch's up to rounding,
+    empty bags, repeated ids and a table of more than 2**16 rows included; and the same bits on
+    one thread or two (a run's training must not depend on the cores it was given)."""
+    generator = torch.Generator().manual_seed(0)
+    for rows in (2**12, 2**17):
+        weight = torch.randn(rows, 8, generator=generator, requires_grad=True)
+        counts = torch.randint(0, 30, (500,), generator=generator)
+        counts[:3] = torch.tensor([0, 1, 0])
+        ids = torch.randint(1, rows, (int(counts.sum()),), generator=generator)
+        ids[: counts[1] + 5] = rows - 1  # one row many times
+        grad = torch.randn(500, 8, generator=generator)
+        expected = torch.nn.functional.embedding_bag(ids, weight, torch.cumsum(counts, 0) - counts, mode="mean")
+        (expected * grad).sum().backward()
+        torchs, weight.grad = weight.grad, None
+        grads = []
+        threads = torch.get_num_threads()
+        try:
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                ours = MeanBag.apply(weight, ids, counts)
+                assert torch.equal(ours, expected)
+                (ours * grad).sum().backward()
+                grads.append(weight.grad)
+                weight.grad = None
+        finally:
+            torch.set_num_threads(threads)
+        assert torch.equal(grads[0], grads[1])
+        torch.testing.assert_close(grads[0], torchs, rtol=1e-5, atol=1e-6)
+        assert torch.count_nonzero(grads[0][0]) == 0  # the padding row is never a token
 
 
 def test_gathering_some_records_from_pieces_gives_their_stacked_vectors() -> None:
