@@ -28,7 +28,7 @@ demo: $(STAMP)  ## deduplicate the bundled Febrl3 sample, then score it against 
 
 test: $(STAMP) browser  ## the whole test suite (CI runs exactly this)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # a file's tests on one of two workers: module fixtures start once
 
 bench: $(STAMP)  ## label-free accuracy on real sets, Febrl1-3 and fake_1000, beside Splink 5
 	$(BIN)/pip install --quiet -e '.[bench]'
