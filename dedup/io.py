@@ -267,12 +267,17 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def write_parquet(frame: pl.DataFrame | pa.Table, target: str | Path) -> Path:
+# a run's own intermediate files (read back once, by the run): lz4 writes a 1.8M-pair part of
+# pairs.parquet in 0.5 s where zstd, polars' default and the outputs', takes 0.9 s (a third larger)
+INTERMEDIATE = "lz4"
+
+
+def write_parquet(frame: pl.DataFrame | pa.Table, target: str | Path, compression: str = "zstd") -> Path:
     """Write a table to Parquet atomically."""
     target = Path(target)
     if isinstance(frame, pa.Table):
         frame = pl.from_arrow(frame)  # type: ignore[assignment]
-    _atomic_write(target, lambda tmp: frame.write_parquet(tmp))  # type: ignore[union-attr]
+    _atomic_write(target, lambda tmp: frame.write_parquet(tmp, compression=compression))  # type: ignore[union-attr]
     return target
 
 

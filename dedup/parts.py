@@ -46,6 +46,7 @@ from dedup.encoder import FieldEmbeddings, stack_field
 from dedup.evaluation import train_labels
 from dedup.frequencies import FieldStatistics, field_statistics
 from dedup.io import (
+    INTERMEDIATE,
     copy_candidates,
     load_candidates,
     load_input,
@@ -406,10 +407,11 @@ def score_part(
     scored = scored.with_columns((pl.col("match_probability") >= config.threshold).alias("is_match"))
     dest = Path(dest)
     clock = time.perf_counter()
-    rows = write_parquet(scored, dest / f"pairs-{start:012d}.parquet")
+    rows = write_parquet(scored, dest / f"pairs-{start:012d}.parquet", INTERMEDIATE)
     scores = write_parquet(
         pl.DataFrame({"left": pairs.left, "right": pairs.right, "match_probability": scored["match_probability"]}),
         dest / f"scores-{start:012d}.parquet",
+        INTERMEDIATE,
     )
     timings["write_pairs"] = round(time.perf_counter() - clock, 4)
     write_json(timings, dest / f"scores-{start:012d}.json")
